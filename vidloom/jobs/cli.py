@@ -1,0 +1,44 @@
+"""The `vidloom` command: a thin dispatcher onto the job modules in `vidloom.jobs`.
+
+Each subcommand NAME runs `vidloom.jobs.<module>.main(argv)`; the job modules are also the
+entry points for `ray job submit -- python -m vidloom.jobs.<module> ...`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("vidloom.jobs.demo", "render the sample corpus and curate it on a local Ray"),
+    "samples": ("vidloom.jobs.samples", "render the sample corpus with its ground truth"),
+    "curate": ("vidloom.jobs.curate", "curate videos into a manifest of clips with signals"),
+    "convert": ("vidloom.jobs.convert", "convert DiT/VAE weights between layouts"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: vidloom COMMAND [ARGS...]", "", "commands:"]
+    for name, (_, text) in COMMANDS.items():
+        lines.append(f"  {name:<10} {text}")
+    lines.append("")
+    lines.append("Run `vidloom COMMAND --help` for a command's options.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"vidloom: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
