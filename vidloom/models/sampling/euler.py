@@ -1,0 +1,143 @@
+"""Euler sampler for flow-matching video models (model-agnostic).
+
+The model is any callable with the DiT's signature
+``model(x, t, text_states, text_mask, pooled, guidance=None) -> velocity`` where x is
+B×16×T×H×W latents, t is the timestep ``1000·σ`` (B,) and the velocity follows the convention
+in `vidloom.models.sampling.flow_matching` (v = noise − data). Starting from pure noise at
+σ = 1, each step does ``x ← x + (σ_next − σ)·v`` down to σ = 0.
+
+Two kinds of guidance:
+
+* *embedded guidance* (guidance-distilled DiT): the scale goes into the model as an input,
+  ``guidance = scale·1000`` (the same ×1000 as the timestep, as in the official and diffusers
+  HunyuanVideo pipelines); one model call per step.
+* *true CFG*: with a negative/unconditional text, two calls per step combined as
+  ``v = v_neg + w·(v_pos − v_neg)``, optionally rescaled toward the conditional std.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from vidloom.models.sampling.flow_matching import VelocityModel
+from vidloom.models.sampling.schedule import sigma_schedule, sigmas_to_timesteps
+from vidloom.models.text.base import TextEmbeddings
+
+#: ``callback(step, num_steps, sigma, sigma_next, x_next)`` after every step.
+ProgressCallback = Callable[[int, int, float, float, torch.Tensor], None]
+
+#: Guidance scales enter the model ×1000, like timesteps.
+GUIDANCE_MULTIPLIER = 1000.0
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Sampling settings. ``shift=None`` picks 7 (or 17 for ≤ 20 steps).
+
+    ``embedded_guidance_scale=None`` passes no guidance to the model (non-distilled DiT).
+    ``cfg_scale > 1`` with a negative prompt enables true classifier-free guidance;
+    ``cfg_rescale`` (0 = off) blends the guided velocity toward the conditional one's std.
+    """
+
+    num_steps: int = 50
+    shift: float | None = None
+    embedded_guidance_scale: float | None = 6.0
+    cfg_scale: float = 1.0
+    cfg_rescale: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.num_steps < 1:
+            raise ValueError("num_steps must be >= 1")
+        if not 0.0 <= self.cfg_rescale <= 1.0:
+            raise ValueError("cfg_rescale must be in [0, 1]")
+
+
+def cfg_combine(v_pos: torch.Tensor, v_neg: torch.Tensor, scale: float, rescale: float = 0.0) -> torch.Tensor:
+    """Classifier-free guidance: ``v_neg + scale·(v_pos − v_neg)``.
+
+    With ``rescale > 0`` the result's per-sample std is pulled toward ``v_pos``'s std (guards
+    against over-saturation at large scales), mixing ``rescale`` of the rescaled result.
+    """
+    guided = v_neg + scale * (v_pos - v_neg)
+    if rescale <= 0.0:
+        return guided
+    dims = list(range(1, v_pos.ndim))
+    ratio = v_pos.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True).clamp_min(1e-12)
+    return rescale * (guided * ratio) + (1.0 - rescale) * guided
+
+
+def make_noise(
+    shape: tuple[int, ...],
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Standard-normal starting latents (float32), σ = 1 end of the path."""
+    return torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+
+
+def _call(
+    model: VelocityModel,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    cond: TextEmbeddings,
+    guidance: torch.Tensor | None,
+    model_dtype: torch.dtype | None,
+) -> torch.Tensor:
+    xin = x if model_dtype is None else x.to(model_dtype)
+    states = cond.states if model_dtype is None else cond.states.to(model_dtype)
+    pooled = cond.pooled if model_dtype is None else cond.pooled.to(model_dtype)
+    return model(xin, t, states, cond.mask, pooled, guidance)
+
+
+@torch.no_grad()
+def euler_sample(
+    model: VelocityModel,
+    noise: torch.Tensor,
+    cond: TextEmbeddings,
+    *,
+    config: SamplerConfig = SamplerConfig(),
+    negative: TextEmbeddings | None = None,
+    sigmas: torch.Tensor | None = None,
+    callback: ProgressCallback | None = None,
+    model_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Integrate from `noise` (σ = 1) to data (σ = 0); returns float32 latents.
+
+    `sigmas` overrides the schedule (must start at the noise level of `noise` and end at 0).
+    True CFG runs when ``config.cfg_scale > 1`` and `negative` is given (two calls per step).
+    `model_dtype` casts the model's float inputs (e.g. bf16) while the state stays float32.
+    """
+    if sigmas is None:
+        sigmas = sigma_schedule(config.num_steps, config.shift)
+    sigmas = sigmas.to(device=noise.device, dtype=torch.float32)
+    if sigmas.ndim != 1 or sigmas.numel() < 2:
+        raise ValueError("sigmas must be a 1-D tensor with at least two levels")
+    timesteps = sigmas_to_timesteps(sigmas[:-1])
+    b = noise.shape[0]
+    use_cfg = negative is not None and config.cfg_scale > 1.0
+    guidance = None
+    if config.embedded_guidance_scale is not None:
+        guidance = torch.full(
+            (b,), config.embedded_guidance_scale * GUIDANCE_MULTIPLIER, device=noise.device, dtype=torch.float32
+        )
+    if model_dtype is not None and guidance is not None:
+        guidance = guidance.to(model_dtype)
+
+    x = noise.to(torch.float32)
+    n = timesteps.numel()
+    for i in range(n):
+        t = timesteps[i].expand(b)
+        if model_dtype is not None:
+            t = t.to(model_dtype)
+        v = _call(model, x, t, cond, guidance, model_dtype).float()
+        if use_cfg:
+            v_neg = _call(model, x, t, negative, guidance, model_dtype).float()
+            v = cfg_combine(v, v_neg, config.cfg_scale, config.cfg_rescale)
+        x = x + (sigmas[i + 1] - sigmas[i]) * v
+        if callback is not None:
+            callback(i, n, float(sigmas[i]), float(sigmas[i + 1]), x)
+    return x
