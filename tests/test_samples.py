@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from vidloom.pipelines.samples import corpus as C
+from vidloom.pipelines.samples.overlays import Logo
 from vidloom.pipelines.samples.render import (
     decode_frames,
     render_sample_corpus,
@@ -124,9 +125,26 @@ def test_cuts_are_where_content_changes(rendered, decoded):
             assert diffs[cut - 1] > 8.0, (v["file"], cut, diffs[cut - 1])
 
 
-def _global_motion(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+def _overlay_mask(shape: tuple[int, int], defects: list[str], box: list[int] | None) -> np.ndarray:
+    """255 where the camera's content is visible, 0 on bars and static burned-in overlays
+    (their corners would pull the global-motion fit towards zero)."""
+    h, w = shape
+    mask = np.zeros((h, w), np.uint8)
+    x0, y0, x1, y1 = box or (0, 0, w, h)
+    mask[y0:y1, x0:x1] = 255
+    if "logo" in defects:
+        lx0, ly0, lx1, ly1 = Logo(w, h).box
+        mask[max(0, ly0 - 4):ly1 + 4, max(0, lx0 - 4):lx1 + 4] = 0
+    if "subtitles" in defects:
+        mask[int(h * 0.82):] = 0
+    if "title" in defects:
+        mask[int(h * 0.3):int(h * 0.7)] = 0
+    return mask
+
+
+def _global_motion(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float, float]:
     """(dx, dy, scale) of content from frame a to frame b, by tracked corners + similarity fit."""
-    pts = cv2.goodFeaturesToTrack(a, maxCorners=300, qualityLevel=0.01, minDistance=6)
+    pts = cv2.goodFeaturesToTrack(a, maxCorners=300, qualityLevel=0.01, minDistance=6, mask=mask)
     nxt, st, _ = cv2.calcOpticalFlowPyrLK(a, b, pts, None, winSize=(21, 21), maxLevel=3)
     ok = st.ravel() == 1
     m, _ = cv2.estimateAffinePartial2D(pts[ok], nxt[ok], method=cv2.RANSAC)
@@ -145,9 +163,9 @@ def test_camera_motion_directions(rendered, decoded):
         for s in v["shots"]:
             if "frozen" in s["defects"] or "blur" in s["defects"]:
                 continue
-            x0, y0, x1, y1 = s["content_box"] or (0, 0, v["width"], v["height"])
+            mask = _overlay_mask(frames[0].shape, s["defects"], s["content_box"])
             idx = np.linspace(s["start_frame"] + 1, s["end_frame"] - 3, 6).astype(int)
-            est = np.array([_global_motion(frames[i][y0:y1, x0:x1], frames[i + 1][y0:y1, x0:x1]) for i in idx])
+            est = np.array([_global_motion(frames[i], frames[i + 1], mask) for i in idx])
             dx, dy = est[:, 0] / long_side, est[:, 1] / long_side  # fraction of the long side
             scale = est[:, 2]
             label, where = s["camera_motion"], (v["file"], s["start_frame"])
@@ -207,9 +225,9 @@ def test_planted_defects_are_visible(rendered, decoded):
             seg = np.stack(frames[s["start_frame"] + 2:s["end_frame"]]).astype(np.int16)
             step = np.abs(np.diff(seg, axis=0)).mean(axis=(1, 2))
             if "frozen" in s["defects"]:
-                assert step.max() < 0.5, (v["file"], step.max())
+                assert np.median(step) < 0.05 and step.max() < 0.5, (v["file"], step)
             elif s["camera_motion"] == "static shot":
-                assert step.min() > 0.05, (v["file"], step.min())  # noise, not a freeze
+                assert np.median(step) > 0.2 and step.min() > 0.05, (v["file"], step)  # noise, not a freeze
     assert max(blurred) < 0.25 * np.median(sharp), (blurred, np.median(sharp))
 
 
@@ -239,8 +257,12 @@ def test_duplicates_match_their_source(rendered, decoded):
             continue
         src = next(s for s in truth["videos"] if s["file"] == v["duplicate_of"])
         assert v["cuts"] == src["cuts"] and v["num_frames"] == src["num_frames"]
+        crop = next(d.crop for d in C.DUPLICATES if d.file == v["file"])
         for i in (10, src["cuts"][0] + 10):
-            a, b = _small(decoded[src["file"]][i]), _small(decoded[v["file"]][i])
+            ref = decoded[src["file"]][i]
+            cy, cx = round(ref.shape[0] * crop), round(ref.shape[1] * crop)
+            a = _small(ref[cy:ref.shape[0] - cy, cx:ref.shape[1] - cx])
+            b = _small(decoded[v["file"]][i])
             assert np.abs(a - b).mean() < 8, (v["file"], i)
         other = _small(decoded[src["file"]][src["cuts"][0] + 10])
         assert np.abs(_small(decoded[v["file"]][10]) - other).mean() > 15
@@ -266,7 +288,7 @@ def _video_hash(path: Path) -> str:
 
 def test_deterministic_for_seed(rendered, tmp_path):
     out, truth, _ = rendered
-    spec = next(v for v in C.VIDEOS if v.file == "v02_chelsea_logo.mp4")
+    spec = C.SHORT  # the smallest video keeps this cheap; it goes through the same code path
     again = render_video_file(spec, tmp_path / spec.file, seed=0)
     assert again == next(v for v in truth["videos"] if v["file"] == spec.file)
     assert _video_hash(tmp_path / spec.file) == _video_hash(out / spec.file)

@@ -210,7 +210,9 @@ def encode_video(path: Path, frames: Iterable[np.ndarray], fps: int, width: int,
     with av.open(str(path), mode="w", format=fmt, options={"fflags": "+bitexact"}) as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": preset}
+        # tune=grain keeps the mild sensor noise through the encoder; otherwise P-skip blocks
+        # make static shots decode nearly bit-identical and indistinguishable from freezes.
+        stream.options = {"crf": str(crf), "preset": preset, "tune": "grain"}
         tb = Fraction(1, fps)
         for arr in frames:
             # OpenCV's RGB->I420 (BT.601, limited range, as swscale's default) is ~2x faster.
