@@ -74,7 +74,8 @@ class _StandIn:
 
 
 def _client(url: str, **kw) -> OpenAICompatRewriter:
-    return OpenAICompatRewriter(OpenAIRewriterConfig(base_url=url, model="m", backoff_s=0.01, timeout_s=5, **kw))
+    return OpenAICompatRewriter(OpenAIRewriterConfig(**{"base_url": url, "model": "m", "backoff_s": 0.01,
+                                                        "timeout_s": 5.0, **kw}))
 
 
 def test_openai_client_sends_chat_and_parses_reply(monkeypatch) -> None:
@@ -167,6 +168,8 @@ def test_keyword_rewriter_invents_nothing() -> None:
         ("handheld footage of a crowd", "handheld shot"),
         ("static shot of a lake", "static shot"),
         ("A frying pan left on the stove", ""),
+        ("two pans left on the table, he pulls out a knife", ""),
+        ("panning right over the rooftops", "pan right"),
         ("a quiet street", ""),
     ],
 )

@@ -14,7 +14,7 @@ Rules, applied to clauses (text between , ; . ! ? and newlines):
   vocabulary phrases are taken (e.g. "watercolor", "golden hour", "serene", "on a beach").
 * camera_movement: the first camera phrase ("camera pans left", "zooms in", "handheld",
   "static shot", "orbits ... to the right"); bare "pan"/"tilt" need "camera" or "shot" in
-  the same sentence so a frying pan is not a camera move.
+  the same sentence (or the -ing form) so a frying pan is not a camera move.
 """
 
 from __future__ import annotations
@@ -89,7 +89,9 @@ _FIELD_VOCAB = {
 # (pattern, movement); a leading "camera" check is applied to ambiguous verbs.
 _CAMERA: list[tuple[re.Pattern[str], str | None, bool]] = [
     (re.compile(r"\b(?:zoom(?:s|ed|ing)?|push(?:es|ed|ing)?|doll(?:y|ies|ied|ying))\s+in\b", re.I), "zoom in", False),
-    (re.compile(r"\b(?:zoom(?:s|ed|ing)?|doll(?:y|ies|ied|ying))\s+out\b|\bpull(?:s|ed|ing)?\s+(?:back|out)\b", re.I), "zoom out", True),
+    (re.compile(r"\b(?:zoom(?:s|ed|ing)?|doll(?:y|ies|ied|ying))\s+out\b", re.I), "zoom out", False),
+    # "pulls out a knife" is no camera move: needs camera context like pan/tilt.
+    (re.compile(r"\bpull(?:s|ed|ing)?\s+(?:back|out)\b", re.I), "zoom out", True),
     (re.compile(r"\bpan(?:s|ned|ning)?\s+(?:to\s+the\s+)?(left|right|up|down)\b", re.I), "pan", True),
     (re.compile(r"\btilt(?:s|ed|ing)?\s+(?:to\s+the\s+)?(up|down|left|right)\b", re.I), "tilt", True),
     (
@@ -153,8 +155,9 @@ def extract_camera_movement(text: str) -> str:
     best: tuple[int, str] | None = None
     for pattern, movement, needs_context in _CAMERA:
         for m in pattern.finditer(text):
+            # "panning"/"tilting" are camera words on their own; "pans"/"pulls out" are not.
             if needs_context and not (
-                _CAMERA_CONTEXT.search(_sentence_at(text, m.start())) or re.match(r"\w+s\b|\w+ing\b", m.group(0))
+                _CAMERA_CONTEXT.search(_sentence_at(text, m.start())) or re.match(r"(?:pann|tilt)ing\b", m.group(0), re.I)
             ):
                 continue
             if movement in ("pan", "tilt", "around"):
