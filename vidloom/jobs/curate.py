@@ -1,0 +1,46 @@
+"""`vidloom curate INPUT... --out DIR`: curate videos into a manifest of clips with signals.
+
+Also the entry point for a cluster:
+    ray job submit --working-dir . -- python -m vidloom.jobs.curate INPUT... --out DIR
+Without RAY_ADDRESS (or --address) it starts a local Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vidloom.pipelines.curation.config import load_curation_config
+from vidloom.platform.config import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vidloom curate", description=__doc__.split("\n")[0])
+    p.add_argument("inputs", nargs="+", help="video files, folders, globs, list files (.txt) or URIs")
+    p.add_argument("--out", required=True, help="output folder; rerunning with the same folder resumes")
+    p.add_argument("--config", help="YAML file with overrides of the defaults")
+    p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value, e.g. --set split.min_clip_s=3 (repeatable)")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_curation_config(args.config, args.overrides)
+    except ConfigError as exc:
+        print(f"vidloom curate: {exc}", file=sys.stderr)
+        return 2
+    from vidloom.pipelines.curation.pipeline import run_curation
+    from vidloom.platform.ray_runtime import init_ray
+
+    init_ray(args.address, num_cpus=args.num_cpus)
+    summary = run_curation(args.inputs, args.out, config)
+    print(summary.to_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""TextDetectionStage: the share of the frame covered by text (subtitles, titles, captions).
+
+PP-OCR's detector is the costly signal on CPU, so it runs last, only on clips that are still
+`ok`, on the few frames per clip the analysis stage kept, at a reduced detector size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vidloom.pipelines.curation.config import CurationConfig
+from vidloom.pipelines.curation.rows import drop_frames, dumps, loads, unpack_frames
+from vidloom.pipelines.curation.signals.text import TextDetector
+from vidloom.pipelines.stage import Row, Stage, StageResources
+
+
+class TextDetectionStage(Stage):
+    name = "text_detection"
+
+    def __init__(self, config: dict[str, Any], resources: StageResources | None = None):
+        super().__init__(resources)
+        self.config = CurationConfig.model_validate(config)
+
+    def setup(self) -> None:
+        ocr = self.config.ocr
+        self.detector = TextDetector(
+            backend=ocr.backend,
+            model_dir=ocr.model_dir,
+            det_limit_side_len=ocr.det_limit_side_len,
+            intra_op_threads=ocr.threads,
+        )
+
+    def skip(self, row: Row) -> bool:
+        return False  # always drop the frames; failed videos simply have none
+
+    def process_row(self, row: Row) -> Row:
+        clips = loads(row["clips_json"])
+        frames, owners = unpack_frames(row)
+        for k, clip in enumerate(clips):
+            if clip["status"] != "ok":
+                continue
+            mine = [frames[j] for j in range(len(owners)) if owners[j] == k]
+            if mine:
+                clip["text_ratio"] = float(self.detector.text_ratio(mine))
+        return {**drop_frames(row), "clips_json": dumps(clips)}
+
+    def error_row(self, row: Row, exc: BaseException) -> Row:
+        # Text detection failing on one video must not lose its clips: keep every measured
+        # signal, mark the clips' text_ratio as unknown with the reason.
+        clips = loads(row["clips_json"])
+        reason = f"{self.name}: {type(exc).__name__}: {exc}"[:500]
+        for clip in clips:
+            if clip["status"] == "ok":
+                clip["status"], clip["error"] = "error", reason
+        return {**drop_frames(row), "clips_json": dumps(clips)}

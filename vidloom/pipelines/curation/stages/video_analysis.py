@@ -1,0 +1,209 @@
+"""VideoAnalysisStage: the one place a source video is decoded.
+
+In a single pass over the frames at analysis size it feeds the shot detector, scores every
+frame's sharpness, estimates global motion at a few sample points per second, and keeps a few
+RGB frames per second. When the pass ends, shots become clip ranges and each clip gets its
+signals from those compact records. Only the handful of frames later stages need leave this
+stage; the decoded video never does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from vidloom.pipelines.curation.config import CurationConfig
+from vidloom.pipelines.curation.rows import dumps, pack_frames
+from vidloom.pipelines.curation.shot_split import ClipRange, ShotDetector, clip_ranges
+from vidloom.pipelines.curation.signals.border import detect_border_box
+from vidloom.pipelines.curation.signals.camera_motion import classify_camera_motion
+from vidloom.pipelines.curation.signals.motion import GlobalMotion, MotionEstimator, to_motion_gray
+from vidloom.pipelines.curation.signals.sharpness import best_start_frame, laplacian_variance
+from vidloom.pipelines.stage import Row, Stage, StageResources
+from vidloom.platform.ids import clip_id
+from vidloom.platform.media import VideoReader
+from vidloom.platform.metrics import StageMetrics
+
+
+def _stride(fps: float, per_second: float) -> int:
+    return max(1, int(round((fps if fps > 0 else 25.0) / per_second)))
+
+
+def _scale_box(box, analysis_shape, width: int, height: int) -> list[int]:
+    h_a, w_a = analysis_shape[:2]
+    sx, sy = width / w_a, height / h_a
+    x0, y0, x1, y1 = box
+    return [
+        max(0, int(round(x0 * sx))), max(0, int(round(y0 * sy))),
+        min(width, int(round(x1 * sx))), min(height, int(round(y1 * sy))),
+    ]
+
+
+class _Pass:
+    """Everything recorded during the single decode pass of one video."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.sharpness: list[float] = []
+        self.motion: list[tuple[int, GlobalMotion, float]] = []  # (frame, motion, mean abs diff)
+        self.kept: list[tuple[int, np.ndarray]] = []  # (frame, RGB at analysis size)
+
+
+class VideoAnalysisStage(Stage):
+    name = "video_analysis"
+
+    def __init__(self, config: dict[str, Any], resources: StageResources | None = None):
+        super().__init__(resources)
+        self.config = CurationConfig.model_validate(config)
+
+    def setup(self) -> None:
+        self.motion_estimator = MotionEstimator()
+        self.metrics = StageMetrics(self.name)
+
+    # -- the single pass --------------------------------------------------------------
+    def _decode_pass(self, reader: VideoReader, detector: ShotDetector) -> _Pass:
+        cfg = self.config
+        fps = reader.info.fps
+        motion_every = _stride(fps, cfg.signals.motion_samples_per_s)
+        keep_every = _stride(fps, cfg.signals.frames_per_s)
+        rec = _Pass()
+        pending: tuple[int, np.ndarray] | None = None
+        for frame in reader.frames(
+            short_side=cfg.decode.analysis_short_side, interpolation=cfg.decode.interpolation
+        ):
+            i, rgb = frame.index, frame.image
+            gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+            rec.times.append(frame.time_s)
+            rec.sharpness.append(laplacian_variance(gray))
+            detector.push(i, rgb)
+            if pending is not None and pending[0] == i - 1:
+                small = to_motion_gray(gray, cfg.signals.motion_short_side)
+                diff = float(cv2.absdiff(pending[1], small).mean())
+                rec.motion.append((pending[0], self.motion_estimator(pending[1], small), diff))
+                pending = None
+            if i % motion_every == 0:
+                pending = (i, to_motion_gray(gray, cfg.signals.motion_short_side))
+            if i % keep_every == 0:
+                rec.kept.append((i, rgb))
+        return rec
+
+    # -- per clip ---------------------------------------------------------------------
+    def _clip_record(self, row: Row, info: dict, rng: ClipRange, index: int, rec: _Pass) -> dict[str, Any]:
+        cfg = self.config
+        a, b = rng.start_frame, rng.end_frame
+        sharp = np.asarray(rec.sharpness[a:b], dtype=np.float64)
+        window = max(1, int(round(cfg.signals.best_start_window_s * (info["fps"] or 25.0))))
+        samples = [(m, d) for f, m, d in rec.motion if a <= f and f + 1 < b]
+        motions = [m for m, _ in samples]
+        label, confidence = classify_camera_motion(motions) if motions else ("static shot", 0.0)
+        kept = [img for f, img in rec.kept if a <= f < b]
+        border = detect_border_box(np.stack(kept)) if kept else None
+        if border is not None:  # analysis pixels -> display pixels, as the manifest promises
+            border = _scale_box(border, kept[0].shape, info["width"], info["height"])
+        return {
+            "clip_id": clip_id(row["source"], a, b),
+            "video_id": row["video_id"],
+            "source": row["source"],
+            "clip_index": index,
+            "shot_index": rng.shot_index,
+            "start_frame": a,
+            "end_frame": b,
+            "start_s": round(rng.start_s, 6),
+            "end_s": round(rng.end_s, 6),
+            "duration_s": round(rng.duration_s, 6),
+            "fps": info["fps"],
+            "width": info["width"],
+            "height": info["height"],
+            "num_frames": b - a,
+            "status": "too_short" if rng.too_short else "ok",
+            "error": f"shorter than split.min_clip_s={cfg.split.min_clip_s}" if rng.too_short else "",
+            "sharpness": float(sharp.mean()) if sharp.size else 0.0,
+            "best_start_frame": int(best_start_frame(np.asarray(rec.sharpness), a, window, b)),
+            "motion": float(np.mean([m.magnitude for m in motions])) if motions else 0.0,
+            "camera_motion": label,
+            "camera_motion_confidence": float(confidence),
+            "frame_diff": float(np.mean([d for _, d in samples])) if samples else 0.0,
+            "border_box": border,
+            "text_ratio": None,
+        }
+
+    def _text_frames(self, clips: list[dict], rec: _Pass) -> tuple[list[np.ndarray], list[int]]:
+        """Evenly spaced kept frames of each clip that is still ok, for text detection."""
+        want = self.config.ocr.frames_per_clip
+        frames, owners = [], []
+        for k, clip in enumerate(clips):
+            if clip["status"] != "ok":
+                continue
+            inside = [img for f, img in rec.kept if clip["start_frame"] <= f < clip["end_frame"]]
+            if not inside:
+                continue
+            picks = np.unique(np.linspace(0, len(inside) - 1, num=min(want, len(inside))).round().astype(int))
+            for p in picks:
+                frames.append(inside[p])
+                owners.append(k)
+        return frames, owners
+
+    def process_row(self, row: Row) -> Row:
+        cfg = self.config
+        with VideoReader(row["source"], threads=cfg.decode.threads) as reader:
+            header = reader.info
+            detector = ShotDetector(cfg.split, header.fps)
+            rec = self._decode_pass(reader, detector)
+        cuts = detector.finish()
+        n = len(rec.times)
+        fps = header.fps if header.fps > 0 else (n / rec.times[-1] if n > 1 and rec.times[-1] > 0 else 0.0)
+        duration = (rec.times[-1] + (1.0 / fps if fps else 0.0)) if n else 0.0
+        info = {
+            "video_id": row["video_id"],
+            "source": row["source"],
+            "status": "ok",
+            "error": "",
+            "duration_s": round(duration, 6),
+            "fps": round(fps, 6),
+            "width": header.width,
+            "height": header.height,
+            "codec": header.codec,
+            "num_frames": n,
+            "scene_cuts": cuts,
+            "container": header.container,
+            "start_time_s": round(header.start_time_s, 6),
+            "rotation": header.rotation,
+            "sample_aspect_ratio": round(header.sample_aspect_ratio, 6),
+            "num_clips": 0,
+        }
+        clips: list[dict] = []
+        if duration < cfg.split.min_clip_s:
+            info["status"] = "too_short"
+            info["error"] = f"video is {duration:.2f} s, shorter than split.min_clip_s={cfg.split.min_clip_s}"
+        else:
+            ranges = clip_ranges(cuts, rec.times, fps, cfg.split)
+            clips = [self._clip_record(row, info, r, k, rec) for k, r in enumerate(ranges)]
+        info["num_clips"] = sum(c["status"] == "ok" for c in clips)
+        frames, owners = self._text_frames(clips, rec)
+        self.metrics.video_seconds(duration)
+        for status in ("ok", "too_short"):
+            self.metrics.clips(sum(c["status"] == status for c in clips), status)
+        return {
+            **row,
+            "status": info["status"],
+            "error": info["error"],
+            "video_json": dumps(info),
+            "clips_json": dumps(clips),
+            **pack_frames(frames, owners),
+        }
+
+    def error_row(self, row: Row, exc: BaseException) -> Row:
+        out = super().error_row(row, exc)
+        # A failed video still gets a full record: the reason, and nothing made up.
+        out["error"] = str(exc)[:500] if str(exc) else out["error"]
+        info = {col: None for col in ("duration_s", "fps", "width", "height", "codec", "num_frames",
+                                      "container", "start_time_s", "rotation", "sample_aspect_ratio")}
+        info.update({"video_id": row["video_id"], "source": row["source"], "status": "error",
+                     "error": out["error"], "scene_cuts": [], "num_clips": 0})
+        out["video_json"] = dumps(info)
+        out["clips_json"] = "[]"
+        out.update(pack_frames([], []))
+        return out
+
