@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from vidloom.pipelines.curation.signals.text import (
+    OCR_MODEL_DIR_SETTING,
+    TextDetector,
+    boxes_area_ratio,
+)
+from vidloom.platform.weights import MissingWeightsError
+
+from .synth import burn_text
+
+SUBTITLE = ["I never thought we would get this far.", "Neither did I."]
+TITLE = ["CHAPTER ONE", "THE LAUNCH"]
+
+
+@pytest.fixture(scope="module")
+def detector() -> TextDetector:
+    return TextDetector()  # rapidocr backend, real PP-OCR det model from the wheel
+
+
+@pytest.fixture(scope="module")
+def frames_360p(photos) -> dict[str, np.ndarray]:
+    return {k: cv2.resize(v, (640, 360), interpolation=cv2.INTER_AREA) for k, v in photos.items()}
+
+
+def subtitled(img: np.ndarray) -> np.ndarray:
+    return burn_text(img, SUBTITLE, y0=0.76, scale=0.7, thickness=2)
+
+
+def titled(img: np.ndarray) -> np.ndarray:
+    return burn_text(img, TITLE, y0=0.22, scale=2.2, thickness=5)
+
+
+def test_subtitles_score_far_above_clean(detector, frames_360p):
+    for name, img in frames_360p.items():
+        clean = detector.text_ratio([img])
+        sub = detector.text_ratio([subtitled(img)])
+        title = detector.text_ratio([titled(img)])
+        assert clean < 0.01, (name, clean)
+        assert sub > 0.04 and sub > 5 * clean + 0.03, (name, clean, sub)
+        assert title > 2 * sub, (name, sub, title)
+
+
+def test_subtitle_boxes_sit_at_the_bottom(detector, frames_360p):
+    boxes = detector.detect(subtitled(frames_360p["coffee"]))
+    assert len(boxes) >= 2
+    for b in boxes:
+        assert b.shape == (4, 2) and b.dtype == np.float32
+        assert b[:, 1].min() > 0.65 * 360  # below two thirds of the frame
+
+
+def test_clip_ratio_is_max_over_frames(detector, frames_360p):
+    img = frames_360p["chelsea"]
+    per_frame = detector.frame_text_ratios([img, subtitled(img), img])
+    assert per_frame[0] < 0.01 and per_frame[2] < 0.01
+    assert detector.text_ratio([img, subtitled(img), img]) == max(per_frame)
+    assert detector.text_ratio([]) == 0.0
+
+
+def test_grey_input_and_small_analysis_frames(detector, photos):
+    img = subtitled(photos["astronaut"])  # 384 x 256 analysis size
+    assert detector.text_ratio([img]) > 0.04
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    assert detector.text_ratio([grey]) > 0.04
+
+
+def test_union_counts_overlap_once():
+    a = np.array([[0, 0], [10, 0], [10, 10], [0, 10]], np.float32)
+    b = a + 5
+    one = boxes_area_ratio([a], 100, 100)
+    both = boxes_area_ratio([a, b], 100, 100)
+    assert 2 * one > both > one
+    assert boxes_area_ratio([], 100, 100) == 0.0
+
+
+def test_paddleocr_without_model_dir_names_the_setting(tmp_path):
+    with pytest.raises(MissingWeightsError, match=OCR_MODEL_DIR_SETTING) as err:
+        TextDetector(backend="paddleocr")
+    assert err.value.setting == "curation.ocr.model_dir"
+    with pytest.raises(MissingWeightsError, match="curation.ocr.model_dir"):
+        TextDetector(backend="paddleocr", model_dir=tmp_path / "absent")
+    # A folder without an exported model is reported against the same setting.
+    with pytest.raises(MissingWeightsError, match="curation.ocr.model_dir"):
+        TextDetector(backend="paddleocr", model_dir=tmp_path)
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError):
+        TextDetector(backend="tesseract")
+
+
+def test_detection_speed(detector, frames_360p):
+    frame = subtitled(frames_360p["astronaut"])
+    detector.detect(frame)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        detector.detect(frame)
+    per_call = (time.perf_counter() - t0) / 3
+    print(f"text detection, 640x360 frame at {detector.det_limit_side_len} px: {per_call * 1e3:.0f} ms")
+    assert per_call < 1.5
