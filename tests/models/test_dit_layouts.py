@@ -153,10 +153,14 @@ def test_official_checkpoint_file_round_trip(tmp_path):
     assert load_dit(tmp_path / "ckpt", rope_dims=model.config.rope_dims).config == model.config
 
 
-def test_13b_official_layout_on_meta_device():
-    cfg = get_config("13B")
+@pytest.fixture(scope="module")
+def meta_13b() -> HunyuanVideoDiT:
     with torch.device("meta"):
-        model = HunyuanVideoDiT(cfg)
+        return HunyuanVideoDiT(get_config("13B"))
+
+
+def test_13b_official_layout_on_meta_device(meta_13b):
+    cfg, model = get_config("13B"), meta_13b
     state = model.state_dict()
     official = ours_to_official(state)
     assert set(official) == official_keys(20, 40, 2, guidance=True)
@@ -170,10 +174,9 @@ def test_13b_official_layout_on_meta_device():
     assert loaded.num_parameters() == model.num_parameters()
 
 
-def test_13b_diffusers_layout_on_meta_device():
-    cfg = get_config("13B")
+def test_13b_diffusers_layout_on_meta_device(meta_13b):
+    cfg, ours = get_config("13B"), meta_13b.state_dict()
     with torch.device("meta"):
-        ours = HunyuanVideoDiT(cfg).state_dict()
         ref = HunyuanVideoTransformer3DModel().state_dict()  # diffusers' defaults are the 13B release
     mapped = ours_to_diffusers(ours, cfg.hidden_size)
     assert mapped.keys() == ref.keys()
