@@ -30,7 +30,7 @@ def test_tiny_shapes_masks_and_padding() -> None:
     assert isinstance(out, TextEmbeddings)
     assert out.states.shape == (3, enc.max_length, enc.state_dim) == (3, 32, 32)
     assert out.mask.shape == (3, 32) and out.mask.dtype == torch.long
-    assert out.pooled.shape == (3, enc.pooled_dim) == (3, 16)
+    assert out.pooled.shape == (3, enc.pooled_dim) == (3, 24)
     # BOS + 6 words + "."; empty prompt keeps BOS; long prompt truncated to max_length
     assert out.mask.sum(1).tolist() == [8, 1, 32]
     assert torch.all(out.mask[:, 0] == 1)

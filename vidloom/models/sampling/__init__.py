@@ -1,7 +1,6 @@
 """Flow matching: the training objective (v = noise − data) and the Euler sampler."""
 
 from vidloom.models.sampling.euler import (
-    GUIDANCE_MULTIPLIER,
     SamplerConfig,
     cfg_combine,
     euler_sample,
@@ -19,7 +18,6 @@ from vidloom.models.sampling.flow_matching import (
 from vidloom.models.sampling.schedule import default_shift, shift_sigmas, sigma_schedule, sigmas_to_timesteps
 
 __all__ = [
-    "GUIDANCE_MULTIPLIER",
     "FlowMatchingConfig",
     "FlowMatchingLoss",
     "SamplerConfig",

@@ -8,9 +8,10 @@ in `vidloom.models.sampling.flow_matching` (v = noise − data). Starting from p
 
 Two kinds of guidance:
 
-* *embedded guidance* (guidance-distilled DiT): the scale goes into the model as an input,
-  ``guidance = scale·1000`` (the same ×1000 as the timestep, as in the official and diffusers
-  HunyuanVideo pipelines); one model call per step.
+* *embedded guidance* (guidance-distilled DiT): the raw scale (e.g. 6.0) goes into the model
+  as its ``guidance`` input, a (B,) tensor; the DiT embeds ``scale·1000`` itself (see
+  `vidloom.models.dit.model.GUIDANCE_MULTIPLIER`), like the official and diffusers pipelines
+  do before calling their transformer. One model call per step.
 * *true CFG*: with a negative/unconditional text, two calls per step combined as
   ``v = v_neg + w·(v_pos − v_neg)``, optionally rescaled toward the conditional std.
 """
@@ -28,9 +29,6 @@ from vidloom.models.text.base import TextEmbeddings
 
 #: ``callback(step, num_steps, sigma, sigma_next, x_next)`` after every step.
 ProgressCallback = Callable[[int, int, float, float, torch.Tensor], None]
-
-#: Guidance scales enter the model ×1000, like timesteps.
-GUIDANCE_MULTIPLIER = 1000.0
 
 
 @dataclass(frozen=True)
@@ -121,9 +119,7 @@ def euler_sample(
     use_cfg = negative is not None and config.cfg_scale > 1.0
     guidance = None
     if config.embedded_guidance_scale is not None:
-        guidance = torch.full(
-            (b,), config.embedded_guidance_scale * GUIDANCE_MULTIPLIER, device=noise.device, dtype=torch.float32
-        )
+        guidance = torch.full((b,), float(config.embedded_guidance_scale), device=noise.device, dtype=torch.float32)
     if model_dtype is not None and guidance is not None:
         guidance = guidance.to(model_dtype)
 

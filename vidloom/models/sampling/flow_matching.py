@@ -117,8 +117,8 @@ def flow_matching_loss(
 
     Calls ``model(x_t, 1000·t, text_states, text_mask, pooled, guidance)``. `t` and `noise` may
     be given (e.g. for reproducibility); otherwise they are drawn with `generator`. A float
-    `guidance` is expanded to a (B,) tensor and passed through unchanged (scale it as the
-    model expects; the sampler passes ``1000·scale`` to match the DiT's guidance embedding).
+    `guidance` (the raw scale, e.g. 6.0, for guidance-distilled training) is expanded to a (B,)
+    tensor and passed through unchanged; the DiT embeds ``1000·scale`` itself.
     """
     b = x0.shape[0]
     if t is None:

@@ -29,7 +29,7 @@ class TinyTextConfig:
 
     vocab_size: int = 4096
     state_dim: int = 32
-    pooled_dim: int = 16
+    pooled_dim: int = 24  # with state_dim 32, matches the `tiny` DiT's text_dim / pooled_dim
     max_length: int = 32
     num_layers: int = 1
     num_heads: int = 4
