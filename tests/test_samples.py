@@ -40,8 +40,20 @@ def decoded(rendered) -> dict[str, list[np.ndarray]]:
     frames = {}
     for v in truth["videos"]:
         if v["expected_status"] != "error":
-            frames[v["file"]] = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in decode_frames(out / v["file"])]
+            frames[v["file"]] = _decode_luma(out / v["file"])
     return frames
+
+
+def _decode_luma(path: Path) -> list[np.ndarray]:
+    """Full-range luma of every frame: the Y plane stretched from video range (16-235).
+
+    Much cheaper than decoding to RGB and converting back to grey."""
+    out = []
+    with av.open(str(path)) as c:
+        for f in c.decode(video=0):
+            y = f.to_ndarray(format="yuv420p")[: f.height]
+            out.append(cv2.convertScaleAbs(y, alpha=255 / 219, beta=-16 * 255 / 219))
+    return out
 
 
 def _good(truth: dict, originals_only: bool = True) -> list[dict]:
@@ -222,10 +234,12 @@ def test_planted_defects_are_visible(rendered, decoded):
                     assert y0 == 0 and y1 == v["height"] and x0 > 0
             lap = cv2.Laplacian(mid, cv2.CV_64F).var()
             (blurred if "blur" in s["defects"] else sharp).append(lap)
-            seg = np.stack(frames[s["start_frame"] + 2:s["end_frame"]]).astype(np.int16)
-            step = np.abs(np.diff(seg, axis=0)).mean(axis=(1, 2))
+            if s["camera_motion"] != "static shot":
+                continue
+            seg = frames[s["start_frame"] + 2:s["end_frame"]]
+            step = np.array([cv2.absdiff(a, b).mean() for a, b in zip(seg, seg[1:])])
             if "frozen" in s["defects"]:
-                assert np.median(step) < 0.05 and step.max() < 0.5, (v["file"], step)
+                assert np.median(step) < 0.02 and step.max() < 0.1, (v["file"], step)
             elif s["camera_motion"] == "static shot":
                 assert np.median(step) > 0.2 and step.min() > 0.05, (v["file"], step)  # noise, not a freeze
     assert max(blurred) < 0.25 * np.median(sharp), (blurred, np.median(sharp))
@@ -236,7 +250,7 @@ def test_static_render_not_bit_identical_and_frozen_is():
     static = list(render_shot(C.ShotSpec("coffee", C.STATIC, 5), 160, 90, 25.0, rng))
     frozen = list(render_shot(C.ShotSpec("coffee", C.STATIC, 5, ("frozen",)), 160, 90, 25.0, rng))
     assert all(not np.array_equal(a, b) for a, b in zip(static, static[1:]))
-    assert all(np.abs(a.astype(int) - b).mean() < 3 for a, b in zip(static, static[1:]))
+    assert all(np.abs(a.astype(int) - b).mean() < 5 for a, b in zip(static, static[1:]))  # mild
     assert all(np.array_equal(frozen[0], f) for f in frozen)
 
 
