@@ -142,7 +142,7 @@ def test_keyword_rewriter_fields() -> None:
     assert f["short_description"] == ("A corgi runs on a sunny beach at sunset, cinematic style, "
                                       "warm golden light, the camera pans left.")
     assert f["dense_description"] == prompt.replace("  ", " ")
-    assert f["background"] == "sunny beach"
+    assert f["background"] == "a sunny beach"
     assert f["style"] == "cinematic style"
     assert f["lighting"] == "sunset, warm golden light"
     assert f["atmosphere"] == "Calm atmosphere"
@@ -156,6 +156,11 @@ def test_keyword_rewriter_invents_nothing() -> None:
                           "dense_description": "A red apple."}
     assert res.text == "A red apple."
     assert build_rewriter().rewrite("   ").fields == {k: "" for k in CAPTION_FIELDS}
+    # a whole clause naming the field is kept; "light blue" is a colour, not lighting
+    cap = extract_caption("A cat in a light blue hat. In the background, snowy mountains under soft morning light.")
+    assert cap.lighting == "soft morning light"
+    assert cap.background == "snowy mountains under soft morning light"
+    assert extract_caption("Kids play; in the background a tram passes").background == "a tram passes"
 
 
 @pytest.mark.parametrize(

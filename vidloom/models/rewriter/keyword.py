@@ -106,6 +106,10 @@ _CAMERA: list[tuple[re.Pattern[str], str | None, bool]] = [
     (re.compile(r"\bstatic\s+(?:shot|camera)\b|\b(?:fixed|locked[- ]off|stationary|still)\s+camera\b|\btripod\s+shot\b", re.I), "static shot", False),
     (re.compile(r"\bhand[- ]?held\b|\bshaky\s+cam(?:era)?\b", re.I), "handheld shot", False),
 ]
+_BACKGROUND_LEAD = re.compile(
+    r"^(?:(?:in|on|against)\s+)?(?:the|a)\s+(?:background|backdrop|distance)\b[\s:-]*(?:(?:is|are|shows?|of)\b)?\s*",
+    re.I,
+)
 _CAMERA_CONTEXT = re.compile(r"\b(?:camera|shot|lens|view)\b", re.I)
 
 
@@ -115,7 +119,7 @@ def _normalise(text: str) -> str:
 
 
 def _clean(phrase: str) -> str:
-    return re.sub(r"^(?:and|with|in|under|a|an)\s+", "", phrase.strip(), flags=re.I).strip()
+    return re.sub(r"^(?:and|with|in|under)\s+", "", phrase.strip(), flags=re.I).strip()
 
 
 def _extract(text: str, field: str) -> str:
@@ -123,10 +127,17 @@ def _extract(text: str, field: str) -> str:
     found: list[tuple[int, str]] = []
     taken: list[tuple[int, int]] = []
     label = _FIELD_LABEL[field]
-    for m in _CLAUSE.finditer(text):
+    clauses = list(_CLAUSE.finditer(text))
+    for i, m in enumerate(clauses):
         if label.search(m.group(0)):
-            found.append((m.start(), _clean(m.group(0))))
-            taken.append((m.start(), m.end()))
+            phrase, end = m.group(0), m.end()
+            if field == "background":
+                # "In the background, X" -> X: drop the label, take the next clause if bare.
+                phrase = _BACKGROUND_LEAD.sub("", phrase.strip())
+                if not phrase and i + 1 < len(clauses) and text[m.end()] == ",":
+                    phrase, end = clauses[i + 1].group(0), clauses[i + 1].end()
+            found.append((m.start(), _clean(phrase)))
+            taken.append((m.start(), end))
     for m in _FIELD_VOCAB[field].finditer(text):
         start, end = m.span(m.lastindex or 0)
         if any(a <= start and end <= b for a, b in taken):

@@ -13,7 +13,7 @@ template; to serve such weights, set the encoder's ``template`` (and optionally
 
 from __future__ import annotations
 
-PLACEHOLDER = "{prompt}"
+PROMPT_SLOT = "{prompt}"
 
 #: Llama-3 chat layout; the prompt sits in the user turn, the instruction in the system turn.
 VIDEO_TEMPLATE = (
@@ -25,7 +25,7 @@ VIDEO_TEMPLATE = (
     "3. the actions and events, their order in time, and how things move and change. "
     "4. the background, the lighting, the visual style and the mood. "
     "5. the camera's angle, its movement, and any cuts or transitions:<|eot_id|>"
-    "<|start_header_id|>user<|end_header_id|>\n\n" + PLACEHOLDER + "<|eot_id|>"
+    "<|start_header_id|>user<|end_header_id|>\n\n" + PROMPT_SLOT + "<|eot_id|>"
 )
 
 #: Same layout for single images (image-video joint training).
@@ -34,25 +34,25 @@ IMAGE_TEMPLATE = (
     "Write a detailed description of the image covering the colour, shape, size, texture and "
     "count of the objects, any visible text, where objects are relative to one another, and the "
     "background:<|eot_id|>"
-    "<|start_header_id|>user<|end_header_id|>\n\n" + PLACEHOLDER + "<|eot_id|>"
+    "<|start_header_id|>user<|end_header_id|>\n\n" + PROMPT_SLOT + "<|eot_id|>"
 )
 
 TEMPLATES: dict[str, str] = {"video": VIDEO_TEMPLATE, "image": IMAGE_TEMPLATE}
 
 
-def _placeholder(template: str) -> str:
+def _slot(template: str) -> str:
     # ``{}`` is accepted too, so templates written for str.format work unchanged.
-    for mark in (PLACEHOLDER, "{}"):
+    for mark in (PROMPT_SLOT, "{}"):
         if mark in template:
             return mark
-    raise ValueError(f"template has no {PLACEHOLDER} (or {{}}) placeholder")
+    raise ValueError(f"template has no {PROMPT_SLOT} (or {{}}) slot")
 
 
 def apply_template(template: str, prompt: str) -> str:
-    """Insert `prompt` at the template's placeholder (no other formatting is applied)."""
-    return template.replace(_placeholder(template), prompt, 1)
+    """Insert `prompt` at the template's slot (no other formatting is applied)."""
+    return template.replace(_slot(template), prompt, 1)
 
 
 def template_prefix(template: str) -> str:
     """The instruction part that precedes the prompt (whose tokens are cropped)."""
-    return template.split(_placeholder(template), 1)[0]
+    return template.split(_slot(template), 1)[0]
