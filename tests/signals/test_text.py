@@ -37,7 +37,12 @@ def titled(img: np.ndarray) -> np.ndarray:
     return burn_text(img, TITLE, y0=0.22, scale=2.2, thickness=5)
 
 
-def test_subtitles_score_far_above_clean(detector, frames_360p):
+@pytest.mark.parametrize("side", [320, 448])
+def test_subtitles_score_far_above_clean(detector, frames_360p, side):
+    """At the pipeline's 320 px and at the 448 px default. At 448 the clean `coffee` frame
+    is the regression case for the blob filter (the cup is a 0.75-of-frame DB blob)."""
+    if side != detector.det_limit_side_len:
+        detector = TextDetector(det_limit_side_len=side)
     for name, img in frames_360p.items():
         clean = detector.text_ratio([img])
         sub = detector.text_ratio([subtitled(img)])
