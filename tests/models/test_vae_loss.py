@@ -1,0 +1,100 @@
+"""VAE training loss: one optimisation step lowers it; LPIPS switches off with a warning without weights."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from vidloom.models import load_vae
+from vidloom.models.vae.discriminator import PatchDiscriminator3D
+from vidloom.models.vae.loss import LPIPS_SETTING, VAELoss
+from vidloom.models.vae.lpips import LPIPS
+
+
+def _batch(seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(2, 3, 5, 32, 32, generator=g) * 2 - 1
+
+
+def _small_discriminator() -> PatchDiscriminator3D:
+    torch.manual_seed(0)
+    return PatchDiscriminator3D(base_channels=8, num_layers=2)
+
+
+def test_training_step_lowers_loss_with_lpips_off_and_warned(caplog):
+    vae = load_vae("tiny").train()
+    with caplog.at_level(logging.WARNING, logger="vidloom.models.vae.loss"):
+        criterion = VAELoss(discriminator=_small_discriminator())
+    assert any("LPIPS term is OFF" in r.message and LPIPS_SETTING in r.message for r in caplog.records)
+    assert not criterion.lpips_active
+
+    video = _batch()
+    optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3)
+
+    def generator_loss() -> dict[str, torch.Tensor]:
+        recon, posterior = vae(video, generator=torch.Generator().manual_seed(0))
+        return criterion(video, recon, posterior, step=0)
+
+    before = generator_loss()
+    assert before["lpips_active"].item() == 0.0 and before["lpips"].item() == 0.0
+    assert before["adversarial"].item() != 0.0 and before["kl"].item() > 0
+    optimizer.zero_grad()
+    before["loss"].backward()
+    optimizer.step()
+    with torch.no_grad():
+        after = generator_loss()
+    assert after["loss"].item() < before["loss"].item()
+
+    # Discriminator side: hinge loss on real vs detached reconstruction gives it gradients only.
+    d_opt = torch.optim.Adam(criterion.discriminator.parameters(), lr=1e-3)
+    d_opt.zero_grad()
+    vae.zero_grad()
+    recon, _ = vae(video, sample_posterior=False)
+    d_loss = criterion.discriminator_loss(video, recon)["loss"]
+    d_loss.backward()
+    assert torch.isfinite(d_loss) and d_loss.item() > 0
+    assert all(p.grad is None or not p.grad.any() for p in vae.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in criterion.discriminator.parameters())
+
+
+def test_adversarial_term_waits_for_start_step():
+    vae = load_vae("tiny")
+    criterion = VAELoss(discriminator=_small_discriminator(), discriminator_start_step=100)
+    video = _batch(1)
+    with torch.no_grad():
+        recon, posterior = vae(video, sample_posterior=False)
+        assert criterion(video, recon, posterior, step=5)["adversarial"].item() == 0.0
+        assert criterion.discriminator_loss(video, recon, step=5)["loss"].item() == 0.0
+        assert criterion(video, recon, posterior, step=100)["adversarial"].item() != 0.0
+
+
+def test_lpips_loads_from_our_file_and_from_upstream_folder(tmp_path):
+    torch.manual_seed(0)
+    reference = LPIPS()
+    with torch.no_grad():
+        for head in reference.heads:  # learned heads are non-negative weights
+            head.weight.abs_()
+    ours_file = tmp_path / "lpips.safetensors"
+    reference.save(ours_file)
+
+    # Upstream layout: torchvision VGG16 file + LPIPS v0.1 linear heads file.
+    upstream = tmp_path / "upstream"
+    upstream.mkdir()
+    state = reference.state_dict()
+    torch.save({k: v for k, v in state.items() if k.startswith("features.")} | {"classifier.0.weight": torch.zeros(2, 2)},
+               upstream / "vgg16-397923af.pth")
+    torch.save({f"lin{i}.model.1.weight": state[f"heads.{i}.weight"] for i in range(5)}, upstream / "vgg.pth")
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    y = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    for source in (ours_file, upstream):
+        criterion = VAELoss(lpips_weights=source, discriminator=_small_discriminator())
+        assert criterion.lpips_active
+        with torch.no_grad():
+            d = criterion.lpips(x, y)
+            assert torch.allclose(d, reference(x, y))
+            assert (d > 0).all() and criterion.lpips(x, x).abs().max() < 1e-6
+            video = x[:1].unsqueeze(2).repeat(1, 1, 5, 1, 1)
+            assert criterion.perceptual(video, video).item() < 1e-6
