@@ -32,6 +32,9 @@ MIN_BAR_FRACTION = 0.02
 #: Bars are searched over at most this fraction of the side from each edge (a 9:16 video
 #: pillarboxed into 16:9 has ~34 % bars on each side).
 MAX_BAR_FRACTION = 0.45
+#: At most this many frames (evenly spread over those given) are examined: bars are constant,
+#: so more frames only add cost (the stage keeps ~2 frames per second of clip).
+MAX_FRAMES = 8
 _CHUNK = 8
 
 
@@ -58,6 +61,8 @@ def detect_border_box(
     if arr.ndim != 4 or arr.shape[0] == 0:
         raise ValueError(f"expected N×H×W×C frames, got shape {np.shape(frames)}")
     arr = arr[..., :3]
+    if arr.shape[0] > MAX_FRAMES:
+        arr = arr[np.linspace(0, arr.shape[0] - 1, MAX_FRAMES).round().astype(int)]
     _, h, w, _ = arr.shape
 
     top = _bar_rows(arr, tol)
