@@ -90,3 +90,11 @@ def test_global_motion_speed(photos):
     per_call = (time.perf_counter() - t0) / 30
     print(f"DIS ultrafast + robust fit at {a.shape[1]}x{a.shape[0]}: {per_call * 1e3:.2f} ms")
     assert per_call < 0.05
+
+
+def test_deterministic(photos):
+    img = photos["chelsea"]
+    nxt = warp(img, tx=3.0, scale=1.01)
+    first = MotionEstimator()(img, nxt)
+    assert MotionEstimator()(img, nxt) == first
+    assert estimate_global_motion(img, nxt) == first
