@@ -239,9 +239,9 @@ def test_planted_defects_are_visible(rendered, decoded):
             seg = frames[s["start_frame"] + 2:s["end_frame"]]
             step = np.array([cv2.absdiff(a, b).mean() for a, b in zip(seg, seg[1:])])
             if "frozen" in s["defects"]:
-                assert np.median(step) < 0.02 and step.max() < 0.1, (v["file"], step)
+                assert np.median(step) < 0.06 and step.max() < 0.3, (v["file"], step)
             elif s["camera_motion"] == "static shot":
-                assert np.median(step) > 0.2 and step.min() > 0.05, (v["file"], step)  # noise, not a freeze
+                assert np.median(step) > 0.3 and step.min() > 0.15, (v["file"], step)  # noise, not a freeze
     assert max(blurred) < 0.25 * np.median(sharp), (blurred, np.median(sharp))
 
 

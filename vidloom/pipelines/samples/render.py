@@ -37,7 +37,7 @@ from vidloom.pipelines.samples.overlays import (
     place_in_box,
 )
 
-NOISE_SIGMA = 3.0  # mild sensor noise (8-bit levels) so static frames are never bit-identical
+NOISE_SIGMA = 3.0  # mild sensor noise (8-bit levels) on static shots: never bit-identical frames
 BLUR_SIGMA_360P = 4.0  # defocus blur sigma at 360 lines, scaled with the frame height
 SUBTITLE_PERIOD_S = 1.2  # a subtitle line stays on screen this long
 
@@ -159,7 +159,9 @@ def render_shot(shot: C.ShotSpec, width: int, height: int, fps: float,
     mats = camera_path(shot.motion, shot.frames, cw, ch, src.shape[1], src.shape[0], rng)
     frozen = "frozen" in shot.defects
     blur = "blur" in shot.defects
-    if frozen:
+    if frozen or shot.motion != C.STATIC:
+        # Only static shots need noise (to differ from freezes); in moving shots it would
+        # only cost encoder time and bits.
         noise = None
     elif noise is None or noise.w < cw or noise.h < ch:
         noise = NoiseBank(cw, ch, rng)
@@ -194,7 +196,8 @@ def render_shot(shot: C.ShotSpec, width: int, height: int, fps: float,
 
 def render_video_frames(spec: C.VideoSpec, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Yield every frame of a video spec, shot after shot."""
-    noise = NoiseBank(spec.width, spec.height, rng)
+    needs_noise = any(s.motion == C.STATIC and "frozen" not in s.defects for s in spec.shots)
+    noise = NoiseBank(spec.width, spec.height, rng) if needs_noise else None
     for shot in spec.shots:
         yield from render_shot(shot, spec.width, spec.height, float(spec.fps), rng, noise)
 
@@ -244,7 +247,7 @@ def prefetch(frames: Iterable[np.ndarray], depth: int = 8) -> Iterator[np.ndarra
 
 
 def encode_video(path: Path, frames: Iterable[np.ndarray], fps: int, width: int, height: int,
-                 crf: int = 23, preset: str = "veryfast") -> int:
+                 crf: int = 23, preset: str = "superfast") -> int:
     """Encode RGB frames as H.264 yuv420p (MP4 or Matroska by extension). Returns frame count."""
     fmt = "matroska" if path.suffix == ".mkv" else "mp4"
     count = 0
