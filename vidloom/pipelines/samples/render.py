@@ -15,7 +15,6 @@ import math
 import os
 import queue
 import threading
-import time
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -179,8 +178,8 @@ def render_shot(shot: C.ShotSpec, width: int, height: int, fps: float,
         if noise is not None:
             content = noise.add(content, rng)
         if blur:
-            # Blur after the noise so the shot has no fine detail left at all (a sharpness
-            # metric must see it as blurred), while frames still differ slightly.
+            # Blur last (after any noise) so no fine detail is left: a sharpness metric must
+            # see the whole shot as blurred.
             content = gaussian_blur(content, BLUR_SIGMA_360P * min(cw, ch) / 360.0)
         frame = place_in_box(content, box, width, height) if box else content
         if "subtitles" in shot.defects:
@@ -432,9 +431,3 @@ def render_sample_corpus(out_dir: str | os.PathLike, seed: int = 0, force: bool 
     tmp.replace(out / "truth.json")
     return truth
 
-
-def timed_render(out_dir: str | os.PathLike, seed: int = 0, force: bool = False) -> tuple[dict, float]:
-    """render_sample_corpus plus its wall time in seconds."""
-    t0 = time.perf_counter()
-    truth = render_sample_corpus(out_dir, seed=seed, force=force)
-    return truth, time.perf_counter() - t0
