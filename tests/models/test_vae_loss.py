@@ -14,7 +14,7 @@ from vidloom.models.vae.lpips import LPIPS
 
 def _batch(seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(2, 3, 5, 32, 32, generator=g) * 2 - 1
+    return torch.rand(1, 3, 5, 16, 16, generator=g) * 2 - 1
 
 
 def _small_discriminator() -> PatchDiscriminator3D:

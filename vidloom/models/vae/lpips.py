@@ -61,9 +61,13 @@ class LPIPS(nn.Module):
         super().__init__()
         self.features = _vgg16_features()
         self.heads = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in _TAP_CHANNELS)
-        self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1), persistent=False)
+        self._set_normalisation()
         self.requires_grad_(False).eval()
+
+    def _set_normalisation(self) -> None:
+        device = self.heads[0].weight.device
+        self.register_buffer("shift", torch.tensor(_SHIFT, device=device).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("scale", torch.tensor(_SCALE, device=device).view(1, 3, 1, 1), persistent=False)
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "LPIPS":
@@ -73,11 +77,13 @@ class LPIPS(nn.Module):
         state: dict[str, torch.Tensor] = {}
         for file in files:
             state.update(_to_our_keys(read_state_dict(file)))
-        model = cls()
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        with torch.device("meta"):  # skip the random init of 15 M parameters about to be overwritten
+            model = cls()
+        missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
         if missing or unexpected:
             raise ValueError(f"{path}: incomplete LPIPS weights (missing {missing[:4]}, unexpected {unexpected[:4]})")
-        return model
+        model._set_normalisation()
+        return model.requires_grad_(False)
 
     def save(self, path: str | Path) -> None:
         """Write the weights as one safetensors file in our layout."""
