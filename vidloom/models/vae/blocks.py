@@ -64,19 +64,23 @@ class FrameCausalAttention(nn.Module):
         self.to_v = nn.Linear(channels, channels)
         self.to_out = nn.Linear(channels, channels)
 
-    @staticmethod
-    def frame_causal_mask(num_frames: int, tokens_per_frame: int, device: torch.device) -> torch.Tensor:
-        """Boolean (N, N) mask, True where query token i may attend to key token j."""
-        frame = torch.arange(num_frames, device=device).repeat_interleave(tokens_per_frame)
-        return frame[None, :] <= frame[:, None]
-
     def attend(self, x: torch.Tensor) -> torch.Tensor:
-        """Masked attention of (already normalised) features (B, C, T, H, W); exactly frame-causal."""
+        """Attention over (already normalised) features (B, C, T, H, W); exactly frame-causal.
+
+        Queries of frame t attend to the keys of frames 0..t. Done frame by frame rather than
+        with an N x N mask so memory stays O(N * H * W) and fused SDPA kernels apply.
+        """
         b, c, t, h, w = x.shape
+        hw = h * w
         tokens = x.flatten(2).transpose(1, 2)  # (B, T*H*W, C), frame-major order
-        q, k, v = self.to_q(tokens), self.to_k(tokens), self.to_v(tokens)
-        mask = self.frame_causal_mask(t, h * w, x.device)
-        out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], attn_mask=mask)[:, 0]
+        q, k, v = (proj(tokens).unsqueeze(1) for proj in (self.to_q, self.to_k, self.to_v))  # one head
+        out = torch.cat(
+            [
+                F.scaled_dot_product_attention(q[:, :, i * hw : (i + 1) * hw], k[:, :, : (i + 1) * hw], v[:, :, : (i + 1) * hw])
+                for i in range(t)
+            ],
+            dim=2,
+        )[:, 0]
         return self.to_out(out).transpose(1, 2).reshape(b, c, t, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
