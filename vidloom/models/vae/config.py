@@ -96,7 +96,7 @@ class VAEConfig:
 
 
 #: Named configurations: ``hunyuan`` is the released 884-16c-hy VAE, ``tiny`` is for tests
-#: and CPU benchmarks (same topology, compression and 16 latent channels, ~0.1 M parameters).
+#: and CPU benchmarks (same topology, compression and 16 latent channels, 0.28 M parameters).
 VAE_CONFIGS: dict[str, VAEConfig] = {
     "hunyuan": VAEConfig(),
     "tiny": VAEConfig(block_out_channels=(8, 8, 16, 16), norm_num_groups=4),
