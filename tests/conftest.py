@@ -46,3 +46,10 @@ def curated(ray_session, sample_corpus, tmp_path_factory):
     videos = pq.read_table(out / "manifest" / "videos.parquet").to_pylist()
     clips = pq.read_table(out / "manifest" / "clips.parquet").to_pylist()
     return {"out": out, "summary": summary, "videos": videos, "clips": clips}
+
+
+@pytest.fixture(scope="session")
+def pyscenedetect_dir() -> Path:
+    """PySceneDetect's test videos (../shared/data/pyscenedetect), read in place."""
+    assert PYSCENEDETECT_DATA.is_dir(), f"shared test data missing at {PYSCENEDETECT_DATA}"
+    return PYSCENEDETECT_DATA

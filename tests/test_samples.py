@@ -198,7 +198,9 @@ def test_camera_motion_directions(rendered, decoded):
                 assert np.all(np.abs(scale - 1) < 0.002), (where, scale)
             elif label == "handheld shot":
                 step = np.hypot(dx, dy)
-                assert np.median(step) > 0.008 and step.max() < 0.08, (where, step)
+                # A visible, smooth sway that reverses direction within the shot.
+                assert np.median(step) > 0.0015 and step.max() < 0.03, (where, step)
+                assert (dx.max() > 0 > dx.min()) or (dy.max() > 0 > dy.min()), (where, dx, dy)
             if label not in ("zoom in", "zoom out"):
                 assert np.all(np.abs(scale - 1) < 0.003), (where, scale)
 
@@ -207,10 +209,10 @@ def test_handheld_has_no_drift():
     shot = C.ShotSpec("astronaut", C.HANDHELD, 60)
     frames = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in render_shot(shot, 320, 180, 25.0, np.random.default_rng(3))]
     first, last = frames[0], frames[-1]
-    # Net displacement from start to end is small compared with per-frame shake.
     dx, dy, _ = _global_motion(first, last)
-    steps = [np.hypot(*_global_motion(a, b)[:2]) for a, b in zip(frames[:10], frames[1:11])]
-    assert np.hypot(dx, dy) < 3 * np.median(steps) + 1
+    # A pan at the slowest speed would travel ~0.6 % of the width per frame, ~35 % over 60
+    # frames; the sway stays within a few percent of the frame.
+    assert np.hypot(dx, dy) < 0.05 * 320
 
 
 def test_planted_defects_are_visible(rendered, decoded):

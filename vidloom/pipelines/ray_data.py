@@ -10,35 +10,28 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+import pyarrow as pa
 
 from vidloom.pipelines.stage import Row, Stage, StageResources
 from vidloom.platform.metrics import StageMetrics
 
 
-def batch_to_rows(batch: dict[str, np.ndarray]) -> list[Row]:
-    """A numpy-format batch as a list of plain-Python rows."""
-    keys = list(batch)
-    n = len(batch[keys[0]]) if keys else 0
-    rows = []
-    for i in range(n):
-        row = {}
-        for key in keys:
-            value = batch[key][i]
-            row[key] = value.item() if isinstance(value, np.generic) else value
-        rows.append(row)
-    return rows
+# Batches travel as Arrow tables: binary columns (packed frames) stay exact bytes, whereas
+# NumPy's fixed-width bytes dtype would strip trailing NUL bytes from them.
+def batch_to_rows(batch: pa.Table) -> list[Row]:
+    """An Arrow batch as a list of plain-Python rows."""
+    return batch.to_pylist()
 
 
-def rows_to_batch(rows: list[Row]) -> dict[str, list[Any]]:
-    """Rows back into columns; every row must carry the same keys."""
+def rows_to_batch(rows: list[Row]) -> pa.Table:
+    """Rows back into an Arrow table; every row must carry the same keys."""
     if not rows:
-        return {}
+        return pa.table({})
     keys = list(rows[0])
     for row in rows[1:]:
         if set(row) != set(keys):
             raise ValueError(f"stage produced rows with different columns: {sorted(keys)} vs {sorted(row)}")
-    return {key: [row[key] for row in rows] for key in keys}
+    return pa.Table.from_pylist(rows)
 
 
 class StageWorker:
@@ -49,7 +42,7 @@ class StageWorker:
         self.stage.setup()
         self.metrics = StageMetrics(self.stage.name)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+    def __call__(self, batch: pa.Table) -> pa.Table:
         rows_in = batch_to_rows(batch)
         self.metrics.rows_in(len(rows_in))
         out: list[Row] = []
@@ -86,7 +79,7 @@ def apply_stage(ds, stage_cls: type[Stage], stage_kwargs: dict[str, Any], resour
         worker,
         fn_constructor_kwargs={"stage_cls": stage_cls, "stage_kwargs": stage_kwargs},
         batch_size=resources.batch_size,
-        batch_format="numpy",
+        batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(min_size=resources.min_workers, max_size=max_workers),
         **remote_args,
     )

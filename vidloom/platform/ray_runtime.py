@@ -12,8 +12,9 @@ log = logging.getLogger(__name__)
 def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True) -> dict:
     """Connect to (or start) Ray once; returns ``ray.cluster_resources()``.
 
-    `address` (or RAY_ADDRESS) connects to a running cluster; otherwise a local Ray starts
-    with `num_cpus` (default: all cores). Ray 2.60's token authentication must be configured
+    `address` (or RAY_ADDRESS) connects to a running cluster (``auto`` = the one `ray start`
+    runs on this machine); otherwise a new local Ray starts with `num_cpus` (default: all
+    cores). Ray 2.60's token authentication must be configured
     the same way on both sides (RAY_AUTH_MODE); a mismatch is reported with what to set.
     """
     import ray
@@ -28,7 +29,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+            # "local" always starts a fresh Ray for this process; plain ray.init() would
+            # silently join whatever cluster `ray start` left running on this machine.
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
     except Exception as exc:  # noqa: BLE001 - add the one hint users need, keep the cause
         text = str(exc)
         if "auth" in text.lower() or "token" in text.lower():

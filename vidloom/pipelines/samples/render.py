@@ -45,12 +45,23 @@ SUBTITLE_PERIOD_S = 1.2  # a subtitle line stays on screen this long
 # virtual camera
 
 
+def _wobble(n: int, sd: float, rng: np.random.Generator, every: int = 5) -> np.ndarray:
+    """Zero-mean smooth random sway: normal offsets at knots `every` frames apart, joined by
+    cosine interpolation (no kinks), clipped to 2.3 sd."""
+    knots = np.clip(rng.normal(0.0, sd, n // every + 2), -2.3 * sd, 2.3 * sd)
+    pos = np.arange(n) / every
+    i = pos.astype(int)
+    w = (1 - np.cos(np.pi * (pos - i))) / 2
+    path = knots[i] * (1 - w) + knots[i + 1] * w
+    return path - path.mean()
+
+
 def camera_path(motion: str, n: int, w: int, h: int, src_w: int, src_h: int,
                 rng: np.random.Generator) -> list[np.ndarray]:
     """Forward 2x3 affine matrices (source pixel -> output pixel), one per frame.
 
     Speeds are relative to the frame's long side: pans 0.6-0.9 %/frame, tilts 0.5-0.8 %/frame,
-    zooms 0.6-0.9 %/frame; handheld jitter ~1.1 % (sd) per axis, zero-mean, plus <= 0.8 deg roll.
+    zooms 0.6-0.9 %/frame; handheld: a smooth zero-mean sway of ~1.1 % (sd) per axis plus <= 0.8 deg roll.
     """
     base = float(max(w, h))
     t = np.arange(n, dtype=np.float64)
@@ -79,10 +90,10 @@ def camera_path(motion: str, n: int, w: int, h: int, src_w: int, src_h: int,
         # The widest view (smallest zoom) sets the extent.
         ext_w, ext_h = w / zoom.min(), h / zoom.min()
     elif motion == C.HANDHELD:
-        jitter = np.clip(rng.normal(0.0, 0.011 * base, (n, 2)), -0.025 * base, 0.025 * base)
-        shift = jitter - jitter.mean(axis=0)  # zero-mean: shake without drift
-        rot = np.clip(rng.normal(0.0, math.radians(0.35), n), -math.radians(0.8), math.radians(0.8))
-        theta = rot - rot.mean()
+        # A hand wobbles smoothly: random offsets every ~5 frames, interpolated in between,
+        # so the view sways back and forth (~1 % of the frame) without cutting or drifting.
+        shift = np.stack([_wobble(n, 0.011 * base, rng) for _ in range(2)], axis=1)
+        theta = _wobble(n, math.radians(0.35), rng)
         sin_max = math.sin(float(np.abs(theta).max()))
         ext_w = w + 2 * float(np.abs(shift[:, 0]).max()) + h * sin_max + 2
         ext_h = h + 2 * float(np.abs(shift[:, 1]).max()) + w * sin_max + 2
