@@ -45,6 +45,7 @@ class SignalsConfig(StrictModel):
     motion_samples_per_s: float = Field(4.0, gt=0.0, le=60.0)
     frames_per_s: float = Field(2.0, gt=0.0, le=60.0, description="RGB frames kept per second for border/OCR")
     best_start_window_s: float = Field(0.5, ge=0.0, le=10.0)
+    frames_per_clip: int = Field(4, ge=1, le=64, description="frames per clip passed to the model stages")
 
 
 class OcrConfig(StrictModel):

@@ -35,6 +35,13 @@ CLIP_SCHEMA = pa.schema([
     ("sharpness", pa.float64()), ("best_start_frame", pa.int64()), ("motion", pa.float64()),
     ("camera_motion", pa.string()), ("camera_motion_confidence", pa.float64()),
     ("frame_diff", pa.float64()), ("border_box", pa.list_(pa.int32())), ("text_ratio", pa.float64()),
+    ("embedding_backend", pa.string()), ("quality", pa.float64()), ("quality_backend", pa.string()),
+    ("watermark_score", pa.float64()), ("watermark_boxes", pa.list_(pa.list_(pa.float32()))),
+    ("watermark_backend", pa.string()), ("caption", pa.string()), ("caption_backend", pa.string()),
+    ("dup_of", pa.string()), ("cluster_id", pa.int32()),
+])
+EMBEDDING_SCHEMA = pa.schema([
+    ("clip_id", pa.string()), ("backend", pa.string()), ("vector", pa.list_(pa.float32())),
 ])
 assert VIDEO_SCHEMA.names == VIDEO_COLUMNS and CLIP_SCHEMA.names == CLIP_COLUMNS
 
@@ -57,6 +64,8 @@ class ManifestStore:
         self.parts = self.root / "parts"
         self.videos_path = self.root / "videos.parquet"
         self.clips_path = self.root / "clips.parquet"
+        self.embeddings_path = self.root / "embeddings.parquet"
+        self.thumbs = Path(out_dir) / "thumbs"
 
     def _video_part(self, video_id: str) -> Path:
         return self.parts / f"{video_id}.video.parquet"
@@ -64,20 +73,39 @@ class ManifestStore:
     def _clips_part(self, video_id: str) -> Path:
         return self.parts / f"{video_id}.clips.parquet"
 
+    def _embeddings_part(self, video_id: str) -> Path:
+        return self.parts / f"{video_id}.embeddings.parquet"
+
+    def thumb_path(self, clip_id: str) -> Path:
+        return self.thumbs / f"{clip_id}.jpg"
+
     def done_ids(self) -> set[str]:
         if not self.parts.exists():
             return set()
         return {p.name[: -len(".video.parquet")] for p in self.parts.glob("*.video.parquet")}
 
-    def commit(self, video: dict[str, Any], clips: list[dict[str, Any]]) -> None:
-        """Write one finished video: clips first, the video record last (the commit mark)."""
+    def commit(
+        self,
+        video: dict[str, Any],
+        clips: list[dict[str, Any]],
+        thumbs: list[bytes] = (),
+        embeddings: list[dict[str, Any]] = (),
+    ) -> None:
+        """Write one finished video: thumbnails, embeddings and clips first, the video record
+        last (the commit mark)."""
         vid = video["video_id"]
+        for clip, jpeg in zip(clips, thumbs):
+            if jpeg:
+                atomic_write_bytes(self.thumb_path(clip["clip_id"]), jpeg)
+        if embeddings:
+            atomic_write_bytes(self._embeddings_part(vid), _parquet_bytes(_table(list(embeddings), EMBEDDING_SCHEMA)))
         atomic_write_bytes(self._clips_part(vid), _parquet_bytes(_table(clips, CLIP_SCHEMA)))
         atomic_write_bytes(self._video_part(vid), _parquet_bytes(_table([video], VIDEO_SCHEMA)))
 
     def consolidate(self, video_ids: Iterable[str]) -> tuple[pa.Table, pa.Table]:
-        """Build the two manifest tables from the parts of `video_ids` (in that order)."""
-        videos, clips = [], []
+        """Build the manifest tables from the parts of `video_ids` (in that order); returns
+        the videos and clips tables (``embeddings.parquet`` is written beside them)."""
+        videos, clips, embeddings = [], [], []
         for vid in video_ids:
             vpath = self._video_part(vid)
             if not vpath.exists():
@@ -86,10 +114,15 @@ class ManifestStore:
             cpath = self._clips_part(vid)
             if cpath.exists():
                 clips.append(pq.read_table(cpath, schema=CLIP_SCHEMA))
+            epath = self._embeddings_part(vid)
+            if epath.exists():
+                embeddings.append(pq.read_table(epath, schema=EMBEDDING_SCHEMA))
         vt = pa.concat_tables(videos) if videos else VIDEO_SCHEMA.empty_table()
         ct = pa.concat_tables(clips) if clips else CLIP_SCHEMA.empty_table()
         if ct.num_rows:
             ct = ct.sort_by([("source", "ascending"), ("start_frame", "ascending")])
+        et = pa.concat_tables(embeddings) if embeddings else EMBEDDING_SCHEMA.empty_table()
+        atomic_write_bytes(self.embeddings_path, _parquet_bytes(et))
         atomic_write_bytes(self.videos_path, _parquet_bytes(vt))
         atomic_write_bytes(self.clips_path, _parquet_bytes(ct))
         return vt, ct

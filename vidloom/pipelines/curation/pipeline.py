@@ -57,7 +57,8 @@ def build_dataset(sources: list[str], config: CurationConfig):
     ds = ray.data.from_items([new_video_row(s) for s in sources], override_num_blocks=max(1, len(sources)))
     ds = apply_stage(ds, VideoAnalysisStage, {"config": cfg}, config.stages.video_analysis)
     ds = apply_stage(ds, TextDetectionStage, {"config": cfg}, config.stages.text_detection)
-    return ds.select_columns(["video_id", "source", "video_json", "clips_json"])
+    # Frames stop here: only records, thumbnails and embeddings travel to the driver.
+    return ds.select_columns(["video_id", "source", "video_json", "clips_json", "thumbs", "embeddings"])
 
 
 def run_curation(inputs: Iterable[str], out: str | Path, config: CurationConfig) -> CurationSummary:
@@ -74,7 +75,7 @@ def run_curation(inputs: Iterable[str], out: str | Path, config: CurationConfig)
     if todo:
         for row in build_dataset(todo, config).iter_rows():
             video, clips = loads(row["video_json"]), loads(row["clips_json"])
-            store.commit(video, clips)
+            store.commit(video, clips, row["thumbs"] or [], row["embeddings"] or [])
             seconds_this_run += float(video.get("duration_s") or 0.0)
     videos, clips = store.consolidate(video_id(s) for s in sources)
     vstatus = videos.column("status").to_pylist()

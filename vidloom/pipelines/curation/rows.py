@@ -26,6 +26,11 @@ CLIP_COLUMNS = [
     "start_s", "end_s", "duration_s", "fps", "width", "height", "num_frames", "status", "error",
     "sharpness", "best_start_frame", "motion", "camera_motion", "camera_motion_confidence",
     "frame_diff", "border_box", "text_ratio",
+    # model-backed stages (curation part 2); null until a stage fills them
+    "embedding_backend", "quality", "quality_backend", "watermark_score", "watermark_boxes",
+    "watermark_backend", "caption", "caption_backend",
+    # global steps over all clips (driver side)
+    "dup_of", "cluster_id",
 ]
 
 
@@ -41,6 +46,8 @@ def new_video_row(source: str) -> dict[str, Any]:
         "frames": b"",
         "frames_shape": [0, 0, 0, 3],
         "frame_clip": b"",
+        "thumbs": [],
+        "embeddings": [],  # [{"clip_id", "backend", "vector"}] from the embedding stage
     }
 
 
@@ -64,8 +71,21 @@ def unpack_frames(row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     return frames, owners
 
 
-def drop_frames(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, **pack_frames([], [])}
+def clip_frames(row: dict[str, Any]) -> dict[int, list[np.ndarray]]:
+    """The frames shipped with a video row, grouped by clip index (in time order)."""
+    frames, owners = unpack_frames(row)
+    grouped: dict[int, list[np.ndarray]] = {}
+    for frame, owner in zip(frames, owners):
+        grouped.setdefault(int(owner), []).append(frame)
+    return grouped
+
+
+def evenly(items: list, count: int) -> list:
+    """Up to `count` items spread evenly over `items`, first and last included."""
+    if count >= len(items):
+        return list(items)
+    picks = np.unique(np.linspace(0, len(items) - 1, num=count).round().astype(int))
+    return [items[i] for i in picks]
 
 
 def loads(text: Any) -> Any:

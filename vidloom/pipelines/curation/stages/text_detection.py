@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from vidloom.pipelines.curation.config import CurationConfig
-from vidloom.pipelines.curation.rows import drop_frames, dumps, loads, unpack_frames
+from vidloom.pipelines.curation.rows import clip_frames, dumps, evenly, loads
 from vidloom.pipelines.curation.signals.text import TextDetector
 from vidloom.pipelines.stage import Row, Stage, StageResources
 
@@ -30,19 +30,14 @@ class TextDetectionStage(Stage):
             intra_op_threads=ocr.threads,
         )
 
-    def skip(self, row: Row) -> bool:
-        return False  # always drop the frames; failed videos simply have none
-
     def process_row(self, row: Row) -> Row:
         clips = loads(row["clips_json"])
-        frames, owners = unpack_frames(row)
+        frames = clip_frames(row)
         for k, clip in enumerate(clips):
-            if clip["status"] != "ok":
-                continue
-            mine = [frames[j] for j in range(len(owners)) if owners[j] == k]
-            if mine:
-                clip["text_ratio"] = float(self.detector.text_ratio(mine))
-        return {**drop_frames(row), "clips_json": dumps(clips)}
+            if clip["status"] == "ok" and frames.get(k):
+                picked = evenly(frames[k], self.config.ocr.frames_per_clip)
+                clip["text_ratio"] = float(self.detector.text_ratio(picked))
+        return {**row, "clips_json": dumps(clips)}
 
     def error_row(self, row: Row, exc: BaseException) -> Row:
         # Text detection failing on one video must not lose its clips: keep every measured
@@ -52,4 +47,4 @@ class TextDetectionStage(Stage):
         for clip in clips:
             if clip["status"] == "ok":
                 clip["status"], clip["error"] = "error", reason
-        return {**drop_frames(row), "clips_json": dumps(clips)}
+        return {**row, "clips_json": dumps(clips)}

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from vidloom.pipelines.curation.config import CurationConfig
-from vidloom.pipelines.curation.rows import dumps, pack_frames
+from vidloom.pipelines.curation.rows import CLIP_COLUMNS, dumps, evenly, pack_frames
 from vidloom.pipelines.curation.shot_split import ClipRange, ShotDetector, clip_ranges
 from vidloom.pipelines.curation.signals.border import detect_border_box
 from vidloom.pipelines.curation.signals.camera_motion import classify_camera_motion
@@ -31,6 +31,11 @@ def _stride(fps: float, per_second: float) -> int:
     return max(1, int(round((fps if fps > 0 else 25.0) / per_second)))
 
 
+def _jpeg(rgb: np.ndarray, quality: int = 85) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return buf.tobytes() if ok else b""
+
+
 def _scale_box(box, analysis_shape, width: int, height: int) -> list[int]:
     h_a, w_a = analysis_shape[:2]
     sx, sy = width / w_a, height / h_a
@@ -39,6 +44,15 @@ def _scale_box(box, analysis_shape, width: int, height: int) -> list[int]:
         max(0, int(round(x0 * sx))), max(0, int(round(y0 * sy))),
         min(width, int(round(x1 * sx))), min(height, int(round(y1 * sy))),
     ]
+
+
+# Columns this stage fills; every later column starts as null for later stages to fill.
+_MEASURED_HERE = {
+    "clip_id", "video_id", "source", "clip_index", "shot_index", "start_frame", "end_frame",
+    "start_s", "end_s", "duration_s", "fps", "width", "height", "num_frames", "status", "error",
+    "sharpness", "best_start_frame", "motion", "camera_motion", "camera_motion_confidence",
+    "frame_diff", "border_box",
+}
 
 
 class _Pass:
@@ -126,24 +140,24 @@ class VideoAnalysisStage(Stage):
             "camera_motion_confidence": float(confidence),
             "frame_diff": float(np.mean([d for _, d in samples])) if samples else 0.0,
             "border_box": border,
-            "text_ratio": None,
+            **{col: None for col in CLIP_COLUMNS if col not in _MEASURED_HERE},
         }
 
-    def _text_frames(self, clips: list[dict], rec: _Pass) -> tuple[list[np.ndarray], list[int]]:
-        """Evenly spaced kept frames of each clip that is still ok, for text detection."""
-        want = self.config.ocr.frames_per_clip
-        frames, owners = [], []
+    def _shipped_frames(self, clips: list[dict], rec: _Pass) -> tuple[list[np.ndarray], list[int], list[bytes]]:
+        """Evenly spaced kept frames of each ok clip for the later stages (text, embeddings,
+        watermark, captions), and one JPEG thumbnail per clip for the report."""
+        want = self.config.signals.frames_per_clip
+        frames, owners, thumbs = [], [], []
         for k, clip in enumerate(clips):
+            inside = [img for f, img in rec.kept if clip["start_frame"] <= f < clip["end_frame"]]
+            thumb = inside[len(inside) // 2] if inside else None
+            thumbs.append(_jpeg(thumb) if thumb is not None else b"")
             if clip["status"] != "ok":
                 continue
-            inside = [img for f, img in rec.kept if clip["start_frame"] <= f < clip["end_frame"]]
-            if not inside:
-                continue
-            picks = np.unique(np.linspace(0, len(inside) - 1, num=min(want, len(inside))).round().astype(int))
-            for p in picks:
-                frames.append(inside[p])
+            for img in evenly(inside, want):
+                frames.append(img)
                 owners.append(k)
-        return frames, owners
+        return frames, owners, thumbs
 
     def process_row(self, row: Row) -> Row:
         cfg = self.config
@@ -181,7 +195,7 @@ class VideoAnalysisStage(Stage):
             ranges = clip_ranges(cuts, rec.times, fps, cfg.split)
             clips = [self._clip_record(row, info, r, k, rec) for k, r in enumerate(ranges)]
         info["num_clips"] = sum(c["status"] == "ok" for c in clips)
-        frames, owners = self._text_frames(clips, rec)
+        frames, owners, thumbs = self._shipped_frames(clips, rec)
         self.metrics.video_seconds(duration)
         for status in ("ok", "too_short"):
             self.metrics.clips(sum(c["status"] == status for c in clips), status)
@@ -191,6 +205,7 @@ class VideoAnalysisStage(Stage):
             "error": info["error"],
             "video_json": dumps(info),
             "clips_json": dumps(clips),
+            "thumbs": thumbs,
             **pack_frames(frames, owners),
         }
 
