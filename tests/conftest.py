@@ -19,7 +19,8 @@ def ray_session():
     import ray
 
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, logging_level="WARNING")
+    # address="local": a fresh cluster for the tests, never one a `ray start` left running.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True, logging_level="WARNING")
     yield ray
     ray.shutdown()
 

@@ -163,3 +163,31 @@ def test_clip_rows_are_consistent(curated):
     second = next(c for c in testvideo if c["start_frame"] == 30)
     assert second["start_s"] == pytest.approx(30 / (30000 / 1001), abs=1e-3)
     assert testvideo[0]["status"] == "too_short"  # frames 0-29 are a one-second shot
+
+
+def test_stage_metrics_reach_the_ray_metrics_endpoint(ray_session, curated):
+    """Rows in/out, errors and latency per stage are exported for the dashboard."""
+    import re
+    import time
+    import urllib.request
+
+    node = ray_session.nodes()[0]
+    url = f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+
+    def value(name: str, stage: str) -> float:
+        pattern = re.compile(rf'^ray_{name}\{{[^}}]*stage="{stage}"[^}}]*\}} ([0-9.e+]+)$', re.M)
+        return sum(float(v) for v in pattern.findall(text))
+
+    deadline = time.monotonic() + 60  # metrics are exported every few seconds
+    while True:
+        text = urllib.request.urlopen(url, timeout=10).read().decode()
+        if value("vidloom_stage_rows_out_total", "text_detection") > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    inputs = curated["summary"].inputs
+    for stage in ("video_analysis", "text_detection"):
+        assert value("vidloom_stage_rows_in_total", stage) >= inputs
+        assert value("vidloom_stage_rows_out_total", stage) >= inputs
+        assert value("vidloom_stage_latency_s_count", stage) > 0
+    assert value("vidloom_stage_errors_total", "video_analysis") >= curated["summary"].error
+    assert value("vidloom_video_seconds_total", "video_analysis") > 0
