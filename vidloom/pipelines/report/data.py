@@ -1,0 +1,381 @@
+"""Everything the curation report shows, gathered from a curated folder.
+
+Reads ``DIR/manifest/{videos,clips}.parquet``, ``DIR/summary.json``, ``DIR/thumbs/`` and, once
+``vidloom export DIR`` has run, ``DIR/tiers/funnel.json`` and ``DIR/tiers/tiers.yaml``. Every
+input is optional past the manifest: a column that no stage has filled yet (all null) is
+reported as not computed, never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+# The per-clip signals that get a histogram: (column, title, unit/meaning). Column names are
+# those of docs/manifest.md.
+SIGNALS: list[tuple[str, str, str]] = [
+    ("sharpness", "Sharpness", "variance of the Laplacian, grey levels²"),
+    ("motion", "Motion", "mean optical flow, fraction of the frame diagonal per frame"),
+    ("text_ratio", "Text ratio", "fraction of the frame covered by text"),
+    ("frame_diff", "Frame difference", "mean absolute difference, grey levels"),
+    ("quality", "Aesthetic quality", "quality model score"),
+    ("watermark_score", "Watermark score", "watermark detector confidence"),
+    ("duration_s", "Duration", "seconds"),
+]
+# Other spellings a tier's threshold (or filter) may use for a column.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "duration_s": ("duration",),
+    "watermark_score": ("watermark",),
+    "text_ratio": ("text",),
+    "dup_of": ("dedup", "duplicate", "near_duplicate"),
+}
+# Captions are JSON objects with these fields (the caption stage's contract).
+CAPTION_FIELDS = [
+    "short_description", "dense_description", "background", "style", "lighting", "atmosphere",
+    "camera_movement",
+]
+
+
+@dataclass
+class TierFunnel:
+    """One tier of ``tiers/funnel.json``: filters in evaluation order."""
+
+    name: str
+    candidates: int
+    kept: int
+    removed: list[tuple[str, int]]
+    thresholds: dict[str, Any]
+
+    def remaining(self) -> list[int]:
+        """Clips left after each filter, in order (the last equals `kept` when consistent)."""
+        left, out = self.candidates, []
+        for _, n in self.removed:
+            left -= n
+            out.append(left)
+        return out
+
+
+@dataclass
+class ClipCard:
+    """One thumbnail with the facts printed under it."""
+
+    clip_id: str
+    source_name: str
+    frames: str
+    jpeg: bytes | None
+    note: str = ""
+
+
+@dataclass
+class ExampleGroup:
+    title: str
+    count: int
+    cards: list[ClipCard]
+    kind: str  # "kept" or "dropped"
+
+
+@dataclass
+class DedupGroup:
+    kept: ClipCard
+    duplicates: list[ClipCard]
+    total_duplicates: int
+
+
+@dataclass
+class SignalData:
+    column: str
+    title: str
+    unit: str
+    values: list[float]  # non-null values over clips with status ok
+    thresholds: list[tuple[str, float, str]]  # (tier, value, "min"/"max"/"=")
+    backends: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReportData:
+    """All the report's content, independent of how it is drawn."""
+
+    out_dir: Path
+    summary: dict[str, Any] | None
+    videos: list[dict[str, Any]]
+    clip_status: Counter
+    clip_errors: Counter
+    signals: list[SignalData]
+    funnel: list[TierFunnel] | None
+    tiers_yaml: str | None
+    examples: list[ExampleGroup]
+    dedup_groups: list[DedupGroup]
+    dedup_total: tuple[int, int] | None  # (groups, duplicate clips); None when not computed
+    cluster_sizes: list[tuple[int, int]] | None  # (cluster id, clips), largest first
+    captions: list[tuple[ClipCard, dict[str, str] | str, str]] | None  # card, fields or raw text, backend
+    captioned: int
+    camera_motion: list[tuple[str, int, float]]  # (label, clips, mean confidence)
+    backends: dict[str, list[str]]
+    num_ok_clips: int
+
+
+def source_name(source: str) -> str:
+    """The file name of a source path or URI (what a person recognises)."""
+    return source.rstrip("/").rsplit("/", 1)[-1] or source
+
+
+def _names(column: str) -> tuple[str, ...]:
+    return (column, *_ALIASES.get(column, ()))
+
+
+def column_for(name: str, columns: set[str]) -> str | None:
+    """The manifest column a filter or threshold named `name` reads, if any."""
+    if name in columns:
+        return name
+    for column, aliases in _ALIASES.items():
+        if name in aliases and column in columns:
+            return column
+    return None
+
+
+def _threshold_lines(tier: str, value: Any) -> list[tuple[str, float, str]]:
+    if isinstance(value, (list, tuple)):
+        lo, hi = (list(value) + [None, None])[:2]
+        out = []
+        if isinstance(lo, (int, float)) and not isinstance(lo, bool):
+            out.append((tier, float(lo), "min"))
+        if isinstance(hi, (int, float)) and not isinstance(hi, bool):
+            out.append((tier, float(hi), "max"))
+        return out
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [(tier, float(value), "=")]
+    return []
+
+
+def _read_json(path: Path) -> Any | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def read_funnel(out_dir: Path) -> list[TierFunnel] | None:
+    """``tiers/funnel.json`` as tiers in file order, or None before ``vidloom export``."""
+    raw = _read_json(out_dir / "tiers" / "funnel.json")
+    if raw is None:
+        return None
+    tiers = []
+    for name, t in raw.items():
+        removed = [(str(k), int(v)) for k, v in (t.get("removed") or {}).items()]
+        tiers.append(TierFunnel(str(name), int(t.get("candidates", 0)), int(t.get("kept", 0)),
+                                removed, dict(t.get("thresholds") or {})))
+    return tiers
+
+
+def _parse_json_field(value: Any) -> Any:
+    if value is None or isinstance(value, (dict, list)):
+        return value
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _round_robin(rows: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """Up to `count` rows, one source after another, so examples are not all from one video."""
+    by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_source[r["source"]].append(r)
+    queues = [by_source[s] for s in sorted(by_source)]
+    out: list[dict[str, Any]] = []
+    depth = 0
+    while len(out) < count and any(depth < len(q) for q in queues):
+        for q in queues:
+            if depth < len(q) and len(out) < count:
+                out.append(q[depth])
+        depth += 1
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.0f}"
+    return str(value)
+
+
+class _Thumbs:
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def card(self, clip: dict[str, Any], note: str = "") -> ClipCard:
+        path = self.folder / f"{clip['clip_id']}.jpg"
+        jpeg = path.read_bytes() if path.exists() and path.stat().st_size else None
+        frames = f"frames {clip['start_frame']}–{clip['end_frame']}"
+        if clip.get("start_s") is not None and clip.get("end_s") is not None:
+            frames += f" ({clip['start_s']:.1f}–{clip['end_s']:.1f} s)"
+        return ClipCard(clip["clip_id"], source_name(clip["source"]), frames, jpeg, note)
+
+
+def _signal_note(clip: dict[str, Any], filter_name: str, columns: set[str], thresholds: dict[str, Any]) -> str:
+    column = column_for(filter_name, columns)
+    parts = [f"dropped by {filter_name}"]
+    if column == "dup_of" and clip.get("dup_of"):
+        parts.append(f"duplicate of {clip['dup_of']}")
+    elif column is not None:
+        parts.append(f"{column} = {_fmt(clip.get(column))}")
+    for key in (filter_name, *(() if column is None else _names(column))):
+        if key in thresholds:
+            parts.append(f"threshold {_fmt(thresholds[key]) if not isinstance(thresholds[key], list) else thresholds[key]}")
+            break
+    return "; ".join(parts)
+
+
+def _examples(clips: list[dict[str, Any]], funnel: list[TierFunnel] | None, thumbs: _Thumbs,
+              columns: set[str], per_group: int) -> list[ExampleGroup]:
+    groups: list[ExampleGroup] = []
+    if funnel is not None and "drop_reason" in columns:
+        order = [t.name for t in funnel]
+        thresholds = {t.name: t.thresholds for t in funnel}
+        dropped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        kept_all: list[dict[str, Any]] = []
+        for c in clips:
+            if c["status"] != "ok":
+                continue
+            reasons = _parse_json_field(c.get("drop_reason")) or {}
+            # The first tier that excluded the clip tells why it stopped climbing.
+            first = next(((t, reasons[t]) for t in order if reasons.get(t)), None)
+            if first is None:
+                if set(order) <= set(c.get("tiers") or []):
+                    kept_all.append(c)
+            else:
+                dropped[first].append(c)
+        if order:
+            top = order[-1]
+            groups.append(ExampleGroup(
+                f"Kept in every tier (up to {top})", len(kept_all),
+                [thumbs.card(c, "tiers: " + ", ".join(c.get("tiers") or [])) for c in _round_robin(kept_all, per_group)],
+                "kept"))
+        filter_order = {t.name: [f for f, _ in t.removed] for t in funnel}
+        for (tier, reason) in sorted(dropped, key=lambda k: (order.index(k[0]) if k[0] in order else len(order),
+                                                              filter_order.get(k[0], []).index(k[1])
+                                                              if k[1] in filter_order.get(k[0], []) else 99, k[1])):
+            rows = dropped[(tier, reason)]
+            cards = [thumbs.card(c, _signal_note(c, reason, columns, thresholds.get(tier, {})))
+                     for c in _round_robin(rows, per_group)]
+            groups.append(ExampleGroup(f"Dropped at {tier} by {reason}", len(rows), cards, "dropped"))
+    else:
+        ok = [c for c in clips if c["status"] == "ok"]
+        if ok:
+            groups.append(ExampleGroup("Status ok: candidates for the tiers", len(ok),
+                                       [thumbs.card(c, c.get("camera_motion") or "") for c in _round_robin(ok, per_group)],
+                                       "kept"))
+    # Clips that never reach the filters: too short, or a stage failed on them.
+    for status, title in (("too_short", "Too short (never candidates)"), ("error", "Failed in a stage")):
+        rows = [c for c in clips if c["status"] == status]
+        if rows:
+            cards = [thumbs.card(c, c.get("error") or status) for c in _round_robin(rows, per_group)]
+            groups.append(ExampleGroup(title, len(rows), cards, "dropped"))
+    return groups
+
+
+def _dedup(clips: list[dict[str, Any]], thumbs: _Thumbs, max_groups: int, per_group: int) -> tuple[list[DedupGroup], tuple[int, int]]:
+    by_id = {c["clip_id"]: c for c in clips}
+    members: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for c in clips:
+        if c.get("dup_of"):
+            members[c["dup_of"]].append(c)
+    # Largest groups first: they say the most about what the dedup step merges.
+    order = sorted(members, key=lambda k: (-len(members[k]), k))
+    groups = []
+    for kept_id in order[:max_groups]:
+        kept = by_id.get(kept_id)
+        kept_card = thumbs.card(kept, "kept") if kept else ClipCard(kept_id, "(not in manifest)", "", None, "kept")
+        dups = [thumbs.card(c, f"duplicate of {kept_id}") for c in members[kept_id][:per_group]]
+        groups.append(DedupGroup(kept_card, dups, len(members[kept_id])))
+    return groups, (len(members), sum(len(v) for v in members.values()))
+
+
+def load_report_data(out_dir: str | Path, *, examples_per_group: int = 6, max_dedup_groups: int = 8,
+                     dups_per_group: int = 4, caption_samples: int = 10) -> ReportData:
+    """Read a curated folder into `ReportData` (raises FileNotFoundError without a manifest)."""
+    out_dir = Path(out_dir)
+    manifest = out_dir / "manifest"
+    clips_path, videos_path = manifest / "clips.parquet", manifest / "videos.parquet"
+    for p in (clips_path, videos_path):
+        if not p.exists():
+            raise FileNotFoundError(f"{p} not found: run `vidloom curate ... --out {out_dir}` first")
+    clips_table = pq.read_table(clips_path)
+    columns = set(clips_table.column_names)
+    clips = clips_table.to_pylist()
+    videos = pq.read_table(videos_path).to_pylist()
+    thumbs = _Thumbs(out_dir / "thumbs")
+    funnel = read_funnel(out_dir)
+    tiers_yaml_path = out_dir / "tiers" / "tiers.yaml"
+    ok = [c for c in clips if c["status"] == "ok"]
+
+    signals = []
+    for column, title, unit in SIGNALS:
+        values = [float(c[column]) for c in ok if c.get(column) is not None] if column in columns else []
+        lines: list[tuple[str, float, str]] = []
+        for tier in funnel or []:
+            for key in _names(column):
+                if key in tier.thresholds:
+                    lines += _threshold_lines(tier.name, tier.thresholds[key])
+                    break
+        backend_col = {"quality": "quality_backend", "watermark_score": "watermark_backend"}.get(column)
+        backends = sorted({c[backend_col] for c in ok if c.get(backend_col)}) if backend_col in columns else []
+        signals.append(SignalData(column, title, unit, values, lines, backends))
+
+    backends = {}
+    for col in ("quality_backend", "watermark_backend", "caption_backend", "embedding_backend"):
+        if col in columns:
+            backends[col] = sorted({c[col] for c in clips if c.get(col)})
+
+    dedup_groups, dedup_total = [], None
+    if "dup_of" in columns and any(c.get("dup_of") for c in clips):
+        dedup_groups, dedup_total = _dedup(clips, thumbs, max_dedup_groups, dups_per_group)
+
+    cluster_sizes = None
+    if "cluster_id" in columns and any(c.get("cluster_id") is not None for c in clips):
+        sizes = Counter(int(c["cluster_id"]) for c in clips if c.get("cluster_id") is not None)
+        cluster_sizes = sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))
+
+    captions, captioned = None, 0
+    if "caption" in columns:
+        with_caption = [c for c in ok if c.get("caption")]
+        captioned = len(with_caption)
+        if with_caption:
+            captions = []
+            for c in _round_robin(with_caption, caption_samples):
+                parsed = _parse_json_field(c["caption"])
+                body: dict[str, str] | str = (
+                    {k: str(parsed.get(k, "")) for k in CAPTION_FIELDS} if isinstance(parsed, dict) else str(c["caption"]))
+                captions.append((thumbs.card(c), body, c.get("caption_backend") or ""))
+
+    motion: dict[str, list[float]] = defaultdict(list)
+    for c in ok:
+        if c.get("camera_motion"):
+            motion[c["camera_motion"]].append(float(c.get("camera_motion_confidence") or 0.0))
+    camera_motion = sorted(((k, len(v), sum(v) / len(v)) for k, v in motion.items()), key=lambda t: (-t[1], t[0]))
+
+    return ReportData(
+        out_dir=out_dir,
+        summary=_read_json(out_dir / "summary.json"),
+        videos=videos,
+        clip_status=Counter(c["status"] for c in clips),
+        clip_errors=Counter(c["error"] for c in clips if c["status"] == "error" and c.get("error")),
+        signals=signals,
+        funnel=funnel,
+        tiers_yaml=tiers_yaml_path.read_text() if tiers_yaml_path.exists() else None,
+        examples=_examples(clips, funnel, thumbs, columns, examples_per_group),
+        dedup_groups=dedup_groups,
+        dedup_total=dedup_total,
+        cluster_sizes=cluster_sizes,
+        captions=captions,
+        captioned=captioned,
+        camera_motion=camera_motion,
+        backends=backends,
+        num_ok_clips=len(ok),
+    )
