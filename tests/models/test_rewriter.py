@@ -9,19 +9,16 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from vidloom.models.rewriter import (
-    CAMERA_MOVEMENTS,
-    CAPTION_FIELDS,
     INSTRUCTIONS,
-    CaptionFields,
     OpenAICompatRewriter,
     OpenAIRewriterConfig,
     RewriterError,
     build_messages,
     build_rewriter,
-    caption_to_prompt,
     extract_camera_movement,
     extract_caption,
 )
+from vidloom.platform.caption_schema import CAMERA_MOVEMENTS, CAPTION_FIELDS, CaptionFields, caption_to_prompt
 from vidloom.platform.weights import MissingWeightsError
 
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 import re
 
 from vidloom.models.rewriter.base import PromptRewriter, RewriteResult
-from vidloom.models.rewriter.caption import CaptionFields, caption_to_prompt
 from vidloom.models.rewriter.instructions import normalize_mode
+from vidloom.platform.caption_schema import CaptionFields, caption_to_prompt
 
 _CLAUSE = re.compile(r"[^,;.!?\n]+")
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
