@@ -406,6 +406,7 @@ def run_benchmark(
         ratio_floor.append(rate["pipeline"] / rate["floor"])
         ratio_seq.append(rate["pipeline"] / rate["sequential"])
         echo(f"  rep {rep + 1}/{repeat}: " + ", ".join(f"{k} {r:.0f} f/s" for k, r in rate.items()))
+        sys.stdout.flush()
 
     lines = [
         f"# vidloom curation throughput ({_dt.date.today().isoformat()}, {platform.node()}, "
