@@ -12,13 +12,15 @@ CPU suite
      step time is reported, plus the median of the per-round time ratios.
   2. VAE decode time and peak memory with tiling vs without over several frame counts.
 
-Peak memory (CPU): every measurement runs in a fresh subprocess (``--worker``), which builds
-the model and inputs, reads its resident set size (VmRSS), resets the kernel's high-water mark
-(``echo 5 > /proc/self/clear_refs``, Linux), runs one step and reads VmHWM. The reported figure
-is VmHWM − VmRSS-before: the kernel-tracked peak of resident memory the step added (activations,
-autograd buffers, gradients, allocator slack), not sampled, and not inflated by imports or by
-memory an earlier step left in malloc's free lists. ``tracemalloc`` would not see torch's
-allocations at all.
+Peak memory (CPU): every measurement runs in a fresh subprocess (``--worker``) with glibc's
+mmap threshold fixed at 64 KiB (every tensor buffer gets its own mapping, unmapped on free). It
+builds the model and inputs, runs the step once (warm-up: library code pages, kernel caches),
+reads its resident set size (VmRSS), resets the kernel's high-water mark
+(``echo 5 > /proc/self/clear_refs``, Linux), runs the step again and reads VmHWM. The figure is
+VmHWM − VmRSS-before: the kernel-tracked peak of resident memory the step added (activations,
+autograd buffers, gradients, allocator slack), not sampled, and not inflated by imports,
+first-touch of code pages or memory an earlier step left in malloc's free lists.
+``tracemalloc`` would not see torch's allocations at all.
 
 Timings on a shared machine are noisy: read ratios measured in the same process, not absolute
 figures. CPU step times are process CPU time (``time.process_time``), which with one intra-op
@@ -30,6 +32,7 @@ second thread mostly adds synchronisation stalls).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -64,6 +67,11 @@ VAE_CPU_QUICK = dict(block_out_channels=(8, 8, 16, 16), norm_num_groups=4)
 VAE_SIZE = (64, 64)
 VAE_TILES = dict(tile_sample_min_height=32, tile_sample_min_width=32, tile_sample_stride_height=24,
                  tile_sample_stride_width=24, tile_sample_min_num_frames=16, tile_sample_stride_num_frames=12)
+
+#: Fixed mmap threshold for memory workers: glibc then serves every allocation >= 64 KiB with its
+#: own mapping and unmaps it on free, so the warm-up step leaves nothing in malloc's free lists
+#: (with the default dynamic threshold, freed activations stay resident and hide the next peak).
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}
 
 #: Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) for MFU; override with --peak-tflops.
 GPU_PEAK_BF16 = {"H200": 989.0, "H100": 989.0, "H800": 989.0, "A100": 312.0, "A800": 312.0, "L40S": 362.0,
@@ -194,12 +202,14 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             with torch.no_grad():
                 vae.decode(z)
 
+    fn()  # warm-up: first-touch of library code pages, oneDNN/MKL caches, thread pools
+    gc.collect()
     return {"peak_mib": peak_rss_delta_mib(fn)}
 
 
 def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": str(spec["threads"])})
+                          env={**os.environ, "OMP_NUM_THREADS": str(spec["threads"]), **MALLOC_ENV})
     if proc.returncode:
         raise RuntimeError(f"memory worker {spec} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -516,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         print_dit(results["dit"][-1])
     if not args.skip_vae:
         frames = args.frames or ([9, 17, 33] if args.quick else [9, 17, 33, 65])
-        results["vae"] = bench_vae_cpu(frames, 1 if args.quick else 3, args.threads,
+        results["vae"] = bench_vae_cpu(frames, 1 if args.quick else 2, args.threads,
                                        VAE_CPU_QUICK if args.quick else VAE_CPU)
         print_vae(results["vae"])
     print(f"total {time.perf_counter() - t0:.0f} s")
