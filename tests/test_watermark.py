@@ -1,0 +1,208 @@
+"""Watermark / logo detection: the persistence check on the sample corpus's planted logo (through
+Ray, after the real analysis stage), the synthetic YOLO dataset, an offline 1-epoch training run
+of `vidloom train-watermark-detector`, the YOLO backend on its weights, and missing weights."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from vidloom.pipelines.curation.rows import loads
+from vidloom.pipelines.samples.overlays import Logo
+
+# The logo video, plus clean videos with static shots (v00, v05 portrait, v07 pillarboxed).
+FILES = ("v02_chelsea_logo.mp4", "v00_astronaut.mp4", "v05_portrait.mp4", "v07_chelsea_4x3.mp4")
+
+
+@pytest.fixture(scope="module")
+def analysed(ray_session, sample_corpus):
+    """Rows after the real analysis stage and the watermark stage (default config) on Ray."""
+    import ray
+
+    from vidloom.pipelines.curation.config import load_curation_config
+    from vidloom.pipelines.curation.rows import new_video_row
+    from vidloom.pipelines.curation.stages.video_analysis import VideoAnalysisStage
+    from vidloom.pipelines.curation.stages.watermark import WatermarkStage
+    from vidloom.pipelines.ray_data import apply_stage
+    from vidloom.pipelines.stage import StageResources
+
+    cfg = load_curation_config().model_dump(mode="json")
+    one = StageResources(num_cpus=1, batch_size=1, min_workers=1, max_workers=2)
+    ds = ray.data.from_items([new_video_row(str(sample_corpus / f)) for f in FILES], override_num_blocks=len(FILES))
+    ds = apply_stage(ds, VideoAnalysisStage, {"config": cfg}, one)
+    ds = apply_stage(ds, WatermarkStage, {"config": cfg}, one)
+    return {Path(r["source"]).name: r for r in ds.iter_rows()}
+
+
+def _labelled(analysed, sample_corpus):
+    """(file, truth shot, clip) for every ok clip of the analysed videos."""
+    truth = {v["file"]: v for v in json.loads((sample_corpus / "truth.json").read_text())["videos"]}
+    out = []
+    for name, row in analysed.items():
+        for clip in loads(row["clips_json"]):
+            if clip["status"] != "ok":
+                continue
+            shot = next(s for s in truth[name]["shots"] if s["start_frame"] - 1 <= clip["start_frame"] < s["end_frame"])
+            out.append((name, shot, clip))
+    return out
+
+
+def test_persistence_separates_logo_shots_from_clean_ones(analysed, sample_corpus):
+    labelled = _labelled(analysed, sample_corpus)
+    logo = [c["watermark_score"] for _, s, c in labelled if "logo" in s["defects"]]
+    clean = [c["watermark_score"] for _, s, c in labelled if "logo" not in s["defects"]]
+    static_clean = [c["watermark_score"] for _, s, c in labelled
+                    if "logo" not in s["defects"] and s["camera_motion"] == "static shot"]
+    static_logo = [c["watermark_score"] for _, s, c in labelled
+                   if "logo" in s["defects"] and s["camera_motion"] == "static shot"]
+    assert len(logo) == 4 and len(static_logo) == 1 and len(static_clean) >= 3
+    assert min(logo) >= 0.5, logo
+    assert max(clean) <= 0.25, clean
+    assert min(logo) > 2 * max(clean)
+    assert all(c["watermark_backend"] == "persistence-v1" for _, _, c in labelled)
+    assert all(0.0 <= c["watermark_score"] <= 1.0 for _, _, c in labelled)
+
+
+def test_persistence_boxes_cover_the_top_right_logo(analysed, sample_corpus):
+    x0, y0, x1, y1 = Logo(480, 270).box  # where the corpus drew it, in display pixels
+    for name, shot, clip in _labelled(analysed, sample_corpus):
+        if "logo" not in shot["defects"]:
+            assert clip["watermark_boxes"] == [], (name, clip["watermark_boxes"])
+            continue
+        boxes = clip["watermark_boxes"]
+        assert len(boxes) == 1, boxes
+        bx0, by0, bx1, by1 = boxes[0]
+        assert bx0 >= 240 and by1 <= 135, boxes  # top-right quadrant of 480x270
+        # On the logo (a few px of slack for the smoothing), covering most of it: the orange
+        # disc over the orange cat has little contrast, so the text part may be all there is.
+        assert bx0 >= x0 - 4 and by0 >= y0 - 4 and bx1 <= x1 + 4 and by1 <= y1 + 4, (boxes, (x0, y0, x1, y1))
+        inter = max(0, min(x1, bx1) - max(x0, bx0)) * max(0, min(y1, by1) - max(y0, by0))
+        assert inter / ((x1 - x0) * (y1 - y0)) >= 0.5, (boxes, (x0, y0, x1, y1))
+
+
+def test_static_video_gives_no_evidence():
+    """A static camera makes everything persistent: the check must not call that a watermark."""
+    from skimage import data
+
+    from vidloom.pipelines.curation.watermark.persistence import persistence_scores
+
+    photo = np.ascontiguousarray(data.astronaut()[::2, ::2])  # 256 x 256, edges everywhere
+    rng = np.random.default_rng(0)
+    noisy = [np.clip(photo + rng.normal(0, 3, photo.shape), 0, 255).astype(np.uint8) for _ in range(8)]
+    result = persistence_scores({0: noisy[:4], 1: noisy[4:]})
+    assert all(r.score == 0.0 and r.boxes == [] for r in result.values())
+
+
+def test_synthetic_generator_writes_a_valid_yolo_dataset(tmp_path):
+    import cv2
+
+    from vidloom.pipelines.curation.watermark.synthetic import write_yolo_dataset
+    from vidloom.pipelines.curation.watermark.yolo import offline_ultralytics
+
+    data_yaml = write_yolo_dataset(tmp_path / "ds", images=12, imgsz=160, seed=3)
+    spec = yaml.safe_load(data_yaml.read_text())
+    assert spec["names"] == {0: "watermark"} and spec["train"] == "images/train"
+    images = sorted((tmp_path / "ds" / "images").rglob("*.jpg"))
+    assert len(images) == 12 and len(list((tmp_path / "ds" / "images" / "val").glob("*.jpg"))) >= 2
+    labelled = 0
+    for img_path in images:
+        img = cv2.imread(str(img_path))
+        h, w = img.shape[:2]
+        assert max(h, w) == 160
+        label = img_path.parent.parent.parent / "labels" / img_path.parent.name / f"{img_path.stem}.txt"
+        for line in label.read_text().splitlines():
+            cls, cx, cy, bw, bh = line.split()
+            cx, cy, bw, bh = map(float, (cx, cy, bw, bh))
+            assert cls == "0" and 0 < bw <= 0.46 and 0 < bh < 0.5
+            assert 0 <= cx - bw / 2 and cx + bw / 2 <= 1 and 0 <= cy - bh / 2 and cy + bh / 2 <= 1
+            # corners and edges: the box reaches into the outer 15 % of some side
+            assert min(cx - bw / 2, cy - bh / 2, 1 - cx - bw / 2, 1 - cy - bh / 2) <= 0.15
+            labelled += 1
+    assert labelled >= 8
+    # Ultralytics' own dataset check accepts it (offline: nothing to fetch).
+    offline_ultralytics()
+    from ultralytics.data.utils import check_det_dataset
+
+    checked = check_det_dataset(str(data_yaml))
+    assert checked["nc"] == 1 and checked["names"] == {0: "watermark"}
+    # Same spec again: reused, not regenerated.
+    before = images[0].stat().st_mtime_ns
+    assert write_yolo_dataset(tmp_path / "ds", images=12, imgsz=160, seed=3) == data_yaml
+    assert images[0].stat().st_mtime_ns == before
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One offline 1-epoch run of the training job on 8 images at 160 px; network calls recorded."""
+    from vidloom.jobs.train_watermark_detector import main
+
+    out = tmp_path_factory.mktemp("wm_train")
+    attempts: list[str] = []
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def connect(self, address, *a, **k):
+        # Local sockets (Ray, torch's local IPC) are fine; anything else is a fetch attempt.
+        host = address[0] if isinstance(address, tuple) else str(address)
+        if isinstance(address, tuple) and host not in ("127.0.0.1", "localhost", "::1"):
+            attempts.append(f"connect {address}")
+            raise OSError("network disabled by the test")
+        return real_connect(self, address, *a, **k)
+
+    def getaddrinfo(host, *a, **k):
+        if host not in ("127.0.0.1", "localhost", "::1", None):
+            attempts.append(f"resolve {host}")
+            raise socket.gaierror("network disabled by the test")
+        return real_getaddrinfo(host, *a, **k)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(socket.socket, "connect", connect)
+    mp.setattr(socket, "getaddrinfo", getaddrinfo)
+    try:
+        args = ["--out", str(out), "--images", "8", "--epochs", "1", "--imgsz", "160", "--batch", "4", "--no-onnx"]
+        rc = main(args)
+        rc_again = main(args)  # resume: finished run, dataset reused
+    finally:
+        mp.undo()
+    return {"out": out, "rc": (rc, rc_again), "attempts": attempts}
+
+
+def test_training_job_runs_offline_and_writes_weights_and_metrics(trained):
+    out = trained["out"]
+    assert trained["rc"] == (0, 0)
+    assert trained["attempts"] == []
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["precision"] <= 1.0 and 0.0 <= metrics["recall"] <= 1.0
+    assert metrics["dataset"]["train"] == 6 and metrics["dataset"]["val"] == 2
+    assert (out / "watermark_yolo.pt").stat().st_size > 100_000
+    assert (out / "train" / "weights" / "last.pt").is_file()
+    assert not list(out.rglob("*.png")), "plots must be off (they fetch a font)"
+
+
+def test_yolo_backend_runs_on_clip_frames(trained, analysed):
+    from vidloom.pipelines.curation.stages.watermark import WatermarkStage
+    from vidloom.pipelines.curation.watermark.yolo import weights_hash
+
+    weights = trained["out"] / "watermark_yolo.pt"
+    stage = WatermarkStage({"watermark": {"backend": "yolo", "weights": str(weights)}})
+    stage.setup()
+    row = stage.process_row(analysed["v02_chelsea_logo.mp4"])
+    clips = [c for c in loads(row["clips_json"]) if c["status"] == "ok"]
+    assert len(clips) == 4
+    for clip in clips:
+        assert clip["watermark_backend"] == f"yolo:{weights_hash(weights)}"
+        assert 0.0 <= clip["watermark_score"] <= 1.0
+        for box in clip["watermark_boxes"]:
+            assert len(box) == 4 and 0 <= box[0] <= box[2] <= 480 and 0 <= box[1] <= box[3] <= 270
+
+
+def test_missing_weights_error_names_the_setting(tmp_path):
+    from vidloom.pipelines.curation.stages.watermark import WatermarkStage
+    from vidloom.platform.weights import MissingWeightsError
+
+    with pytest.raises(MissingWeightsError, match=r"curation\.watermark\.weights"):
+        WatermarkStage({"watermark": {"backend": "yolo", "weights": str(tmp_path / "absent.pt")}})

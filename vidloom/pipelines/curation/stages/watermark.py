@@ -1,0 +1,107 @@
+"""WatermarkStage: channel logos and watermarks on each clip (`watermark_score`, `_boxes`).
+
+Works on the frames the analysis stage shipped with the row (never decodes the source). The
+default backend is the deterministic corner-persistence check, which needs no weights; the
+YOLO backend runs a detector trained by `vidloom train-watermark-detector`. With
+`backend: both` a clip's score is the higher of the two and its boxes are the union, since the
+two fail differently: persistence needs the video's other clips to differ from this one, the
+detector judges each frame alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from vidloom.pipelines.curation.rows import clip_frames, dumps, evenly, loads
+from vidloom.pipelines.curation.watermark.config import WEIGHTS_SETTING, WatermarkConfig, default_weights
+from vidloom.pipelines.curation.watermark.persistence import BACKEND as PERSISTENCE_BACKEND
+from vidloom.pipelines.curation.watermark.persistence import persistence_scores
+from vidloom.pipelines.stage import Row, Stage, StageResources
+from vidloom.platform.weights import resolve_weights
+
+
+def _to_display(box, scale_x: float, scale_y: float, width: int, height: int) -> list[int]:
+    """A frame-pixel box in display pixels (the clip's frames are at analysis size)."""
+    x0, y0, x1, y1 = box
+    return [
+        max(0, int(np.floor(x0 * scale_x))), max(0, int(np.floor(y0 * scale_y))),
+        min(width, int(np.ceil(x1 * scale_x))), min(height, int(np.ceil(y1 * scale_y))),
+    ]
+
+
+def watermark_section(config: dict[str, Any]) -> WatermarkConfig:
+    """The `watermark` section of a curation config dict (defaults when absent)."""
+    return WatermarkConfig.model_validate(config.get("watermark") or {})
+
+
+class WatermarkStage(Stage):
+    """Sets `watermark_score` [0, 1], `watermark_boxes` (display px) and `watermark_backend`."""
+
+    name = "watermark"
+
+    def __init__(self, config: dict[str, Any], resources: StageResources | None = None):
+        super().__init__(resources)
+        self.config = watermark_section(config)
+        self.detector = None
+        if self.config.backend in ("yolo", "both"):
+            # Resolved at construction: a missing file fails at once, naming the setting.
+            self.weights = resolve_weights(self.config.weights or default_weights(), WEIGHTS_SETTING)
+
+    def setup(self) -> None:
+        if self.config.backend in ("yolo", "both"):
+            from vidloom.pipelines.curation.watermark.yolo import YoloWatermarkDetector
+
+            c = self.config
+            self.detector = YoloWatermarkDetector(self.weights, device=c.device, imgsz=c.imgsz,
+                                                  conf=c.conf, threads=c.threads)
+
+    def process_row(self, row: Row) -> Row:
+        clips = loads(row["clips_json"])
+        video = loads(row["video_json"])
+        frames = clip_frames(row)
+        todo = {k: evenly(frames[k], self.config.frames_per_clip)
+                for k, clip in enumerate(clips) if clip["status"] == "ok" and frames.get(k)}
+        if not todo:
+            return row
+        fh, fw = next(iter(todo.values()))[0].shape[:2]
+        width, height = int(video.get("width") or fw), int(video.get("height") or fh)
+        sx, sy = width / fw, height / fh
+        persistence = {}
+        if self.config.backend in ("persistence", "both"):
+            persistence = persistence_scores(todo, content_box=self._content_box(clips, todo, sx, sy))
+        for k, picked in todo.items():
+            score, boxes, backends = 0.0, [], []
+            if k in persistence:
+                score, boxes = persistence[k].score, list(persistence[k].boxes)
+                backends.append(PERSISTENCE_BACKEND)
+            if self.detector is not None:
+                y_score, y_boxes = self.detector.score_clip(picked)
+                score, boxes = max(score, y_score), boxes + y_boxes
+                backends.append(self.detector.backend)
+            clip = clips[k]
+            clip["watermark_score"] = round(float(score), 4)
+            clip["watermark_boxes"] = [_to_display(b, sx, sy, width, height) for b in boxes]
+            clip["watermark_backend"] = "+".join(backends)
+        return {**row, "clips_json": dumps(clips)}
+
+    @staticmethod
+    def _content_box(clips: list[dict], todo: dict, sx: float, sy: float) -> list[int] | None:
+        """The clips' letterbox/pillarbox content box (display px) in frame pixels, if any."""
+        for k in todo:
+            box = clips[k].get("border_box")
+            if box:
+                return [int(round(box[0] / sx)), int(round(box[1] / sy)),
+                        int(round(box[2] / sx)), int(round(box[3] / sy))]
+        return None
+
+    def error_row(self, row: Row, exc: BaseException) -> Row:
+        # A detector failure on one video keeps its clips and every signal measured so far; the
+        # clips are marked as errors with the reason, like the other model stages do.
+        clips = loads(row["clips_json"])
+        reason = f"{self.name}: {type(exc).__name__}: {exc}"[:500]
+        for clip in clips:
+            if clip["status"] == "ok":
+                clip["status"], clip["error"] = "error", reason
+        return {**row, "clips_json": dumps(clips)}
