@@ -63,8 +63,9 @@ class CutJob:
 
     def signature(self) -> tuple:
         """Jobs with the same signature produce the same bytes (whatever their tier)."""
-        return (self.kind, self.clip_id, self.start_frame, self.end_frame, self.best_start_frame, self.end_s,
-                tuple(self.crop), self.width, self.height, self.num_frames, self.fps, self.jpeg_quality)
+        return (self.kind, self.clip_id, self.start_frame, self.end_frame, self.best_start_frame,
+                round(self.end_s, 6), *self.crop, self.width, self.height, self.num_frames, self.fps,
+                self.jpeg_quality)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class CutResult:
     height: int = 0
     source_frames: list[int] = field(default_factory=list)  # source frame index of each output frame
     source_start_s: float = 0.0
+    signature: list = field(default_factory=list)  # CutJob.signature() of the job that made it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -237,7 +239,7 @@ class _JobState:
         self.result = CutResult(
             tier=job.tier, clip_id=job.clip_id, ok=True, path=job.path, num_frames=len(self.frames),
             width=job.width, height=job.height, source_frames=list(self.frames),
-            source_start_s=float(self.t0 or 0.0),
+            source_start_s=float(self.t0 or 0.0), signature=list(job.signature()),
         )
         # The record beside the file lets a resumed export reuse it without decoding.
         atomic_write_bytes(record_path(job.path), json.dumps(self.result.to_dict()).encode())
@@ -294,7 +296,7 @@ def link_result(result: CutResult, job: CutJob) -> CutResult:
     except OSError:
         shutil.copyfile(result.path, tmp)
     os.replace(tmp, final)
-    linked = replace(result, tier=job.tier, path=job.path)
+    linked = replace(result, tier=job.tier, path=job.path, signature=list(job.signature()))
     atomic_write_bytes(record_path(job.path), json.dumps(linked.to_dict()).encode())
     return linked
 

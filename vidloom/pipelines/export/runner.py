@@ -18,7 +18,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +90,9 @@ def _file_path(out: Path, name: str, cfg: TierConfig | ImageSetConfig, clip_id: 
 
 
 def _cut_params(cfg: TierConfig | ImageSetConfig, config: ExportConfig) -> dict[str, Any]:
-    """Everything that changes the pixels of a tier's files (thresholds do not)."""
-    params: dict[str, Any] = {"resolution": cfg.resolution, "letterbox": cfg.letterbox, "buckets": config.buckets}
+    """Settings of a tier that change the bytes of all its files (thresholds do not; what is
+    specific to one clip, like its crop box, is checked per file through its cut record)."""
+    params: dict[str, Any] = {"resolution": cfg.resolution, "buckets": config.buckets}
     if isinstance(cfg, TierConfig):
         params.update(num_frames=cfg.num_frames, fps=cfg.fps, encode=config.encode.model_dump())
     else:
@@ -146,7 +147,10 @@ def _reusable(job: CutJob) -> CutResult | None:
         result = CutResult(**json.loads(rec.read_text()))
     except (ValueError, TypeError):
         return None
-    return result if result.ok else None
+    # Same clip, range, crop, size and timing: the file holds what this job would write.
+    if not result.ok or result.signature != json.loads(json.dumps(list(job.signature()))):
+        return None
+    return replace(result, tier=job.tier, path=job.path)
 
 
 def _run_cuts(jobs: list[CutJob], config: ExportConfig, address: str | None, num_cpus: int | None) -> tuple[list[CutResult], int]:
