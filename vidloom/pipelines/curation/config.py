@@ -57,8 +57,8 @@ class OcrConfig(StrictModel):
 
 
 class StagesConfig(StrictModel):
-    video_analysis: StageResources = StageResources(num_cpus=1, batch_size=1, min_workers=1, max_workers=2)
-    text_detection: StageResources = StageResources(num_cpus=1, batch_size=1, min_workers=1, max_workers=1)
+    video_analysis: StageResources = StageResources(num_cpus=0.8, batch_size=1, min_workers=1, max_workers=8)
+    text_detection: StageResources = StageResources(num_cpus=0.2, batch_size=1, min_workers=1, max_workers=4)
 
 
 class CurationConfig(StrictModel):
