@@ -9,10 +9,11 @@ reported as not computed, never guessed.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import pyarrow.parquet as pq
 
@@ -27,12 +28,16 @@ SIGNALS: list[tuple[str, str, str]] = [
     ("watermark_score", "Watermark score", "watermark detector confidence"),
     ("duration_s", "Duration", "seconds"),
 ]
-# Other spellings a tier's threshold (or filter) may use for a column.
+# Other spellings a tier's threshold or filter may use for a column (besides the column name
+# itself and `<column>_min` / `_max` / `_range`, as `vidloom export` writes them).
 _ALIASES: dict[str, tuple[str, ...]] = {
-    "duration_s": ("duration",),
+    "duration_s": ("duration", "duration_min_s", "duration_max_s"),
     "watermark_score": ("watermark",),
     "text_ratio": ("text",),
     "dup_of": ("dedup", "duplicate", "near_duplicate"),
+    "border_box": ("letterbox",),
+    "cluster_id": ("concepts",),
+    "quality": ("top_quality",),
 }
 # Captions are JSON objects with these fields (the caption stage's contract).
 CAPTION_FIELDS = [
@@ -50,6 +55,9 @@ class TierFunnel:
     kept: int
     removed: list[tuple[str, int]]
     thresholds: dict[str, Any]
+    kind: str = "video"
+    unknown: dict[str, int] = field(default_factory=dict)  # passed only because the signal is null
+    errors: dict[str, str] = field(default_factory=dict)  # clip id -> why its file was not written
 
     def remaining(self) -> list[int]:
         """Clips left after each filter, in order (the last equals `kept` when consistent)."""
@@ -124,32 +132,59 @@ def source_name(source: str) -> str:
     return source.rstrip("/").rsplit("/", 1)[-1] or source
 
 
-def _names(column: str) -> tuple[str, ...]:
-    return (column, *_ALIASES.get(column, ()))
-
-
-def column_for(name: str, columns: set[str]) -> str | None:
+def column_for(name: str, columns: set[str] | Iterable[str]) -> str | None:
     """The manifest column a filter or threshold named `name` reads, if any."""
+    columns = set(columns)
     if name in columns:
         return name
     for column, aliases in _ALIASES.items():
         if name in aliases and column in columns:
             return column
+    for suffix in ("_min", "_max", "_range"):
+        if name.endswith(suffix) and name[: -len(suffix)] in columns:
+            return name[: -len(suffix)]
     return None
 
 
-def _threshold_lines(tier: str, value: Any) -> list[tuple[str, float, str]]:
-    if isinstance(value, (list, tuple)):
-        lo, hi = (list(value) + [None, None])[:2]
-        out = []
-        if isinstance(lo, (int, float)) and not isinstance(lo, bool):
-            out.append((tier, float(lo), "min"))
-        if isinstance(hi, (int, float)) and not isinstance(hi, bool):
-            out.append((tier, float(hi), "max"))
-        return out
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return [(tier, float(value), "=")]
-    return []
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def threshold_lines(tier: str, thresholds: dict[str, Any], column: str) -> list[tuple[str, float, str]]:
+    """The bounds a tier puts on `column`, as (tier, value, "min" | "max" | "threshold").
+
+    Reads both spellings: ``{signal: value or [min, max]}`` and the export's
+    ``{signal_min: v, signal_max: v}``. A duration minimum is raised to ``num_frames / fps``
+    when the tier gives both, since no shorter clip can fill a training sample.
+    """
+    lines: list[tuple[str, float, str]] = []
+    for key, value in thresholds.items():
+        if column_for(key, {column}) != column:
+            continue
+        kind = "min" if "_min" in key else "max" if "_max" in key else None
+        if isinstance(value, (list, tuple)):
+            lo, hi = (list(value) + [None, None])[:2]
+            lines += [(tier, _number(lo), "min")] if _number(lo) is not None else []
+            lines += [(tier, _number(hi), "max")] if _number(hi) is not None else []
+        elif _number(value) is not None:
+            lines.append((tier, _number(value), kind or "threshold"))
+    if column == "duration_s":
+        frames, fps = _number(thresholds.get("num_frames")), _number(thresholds.get("fps"))
+        if frames and fps:
+            floor = frames / fps
+            lines = [(t, max(v, floor), k) if k == "min" else (t, v, k) for t, v, k in lines]
+            if not any(k == "min" for _, _, k in lines):
+                lines.append((tier, floor, "min"))
+    return lines
+
+
+def _tier_bound(thresholds: dict[str, Any], filter_name: str, column: str | None) -> str | None:
+    """How a filter's bound reads in a note: 'sharpness_min 20', 'motion 0.0005–0.03'."""
+    lines = threshold_lines("", thresholds, column) if column is not None else []
+    if not lines:
+        value = _number(thresholds.get(filter_name))
+        return None if value is None else f"{filter_name} {_fmt(value)}"
+    return ", ".join(f"{'≥ ' if k == 'min' else '≤ ' if k == 'max' else ''}{_fmt(v)}" for _, v, k in lines)
 
 
 def _read_json(path: Path) -> Any | None:
@@ -167,8 +202,10 @@ def read_funnel(out_dir: Path) -> list[TierFunnel] | None:
     tiers = []
     for name, t in raw.items():
         removed = [(str(k), int(v)) for k, v in (t.get("removed") or {}).items()]
-        tiers.append(TierFunnel(str(name), int(t.get("candidates", 0)), int(t.get("kept", 0)),
-                                removed, dict(t.get("thresholds") or {})))
+        tiers.append(TierFunnel(
+            str(name), int(t.get("candidates", 0)), int(t.get("kept", 0)), removed, dict(t.get("thresholds") or {}),
+            str(t.get("kind") or "video"), {str(k): int(v) for k, v in (t.get("unknown") or {}).items()},
+            {str(k): str(v) for k, v in (t.get("errors") or {}).items()}))
     return tiers
 
 
@@ -218,33 +255,39 @@ class _Thumbs:
         return ClipCard(clip["clip_id"], source_name(clip["source"]), frames, jpeg, note)
 
 
-def _signal_note(clip: dict[str, Any], filter_name: str, columns: set[str], thresholds: dict[str, Any]) -> str:
+def _signal_note(clip: dict[str, Any], filter_name: str, columns: set[str], tier: TierFunnel | None) -> str:
+    """'dropped by sharpness_min: sharpness = 7.4 (needs ≥ 20)' and the like."""
     column = column_for(filter_name, columns)
-    parts = [f"dropped by {filter_name}"]
-    if column == "dup_of" and clip.get("dup_of"):
-        parts.append(f"duplicate of {clip['dup_of']}")
-    elif column is not None:
-        parts.append(f"{column} = {_fmt(clip.get(column))}")
-    for key in (filter_name, *(() if column is None else _names(column))):
-        if key in thresholds:
-            parts.append(f"threshold {_fmt(thresholds[key]) if not isinstance(thresholds[key], list) else thresholds[key]}")
-            break
-    return "; ".join(parts)
+    note = f"dropped by {filter_name}"
+    if filter_name == "export_error" and tier is not None and clip["clip_id"] in tier.errors:
+        return f"{note}: {tier.errors[clip['clip_id']]}"
+    if filter_name == "min_short_side":
+        return f"{note}: {clip.get('width')}×{clip.get('height')}"
+    if column == "dup_of":
+        return f"{note}: duplicate of {clip.get('dup_of')}"
+    if column is not None:
+        note += f": {column} = {_fmt(clip.get(column))}"
+        bound = _tier_bound(tier.thresholds, filter_name, column) if tier is not None else None
+        if bound:
+            note += f" (needs {bound})" if bound[:1] in "≥≤" else f" ({bound})"
+    return note
 
 
 def _examples(clips: list[dict[str, Any]], funnel: list[TierFunnel] | None, thumbs: _Thumbs,
               columns: set[str], per_group: int) -> list[ExampleGroup]:
     groups: list[ExampleGroup] = []
     if funnel is not None and "drop_reason" in columns:
-        order = [t.name for t in funnel]
-        thresholds = {t.name: t.thresholds for t in funnel}
+        # The video tiers form one chain (image sets mirror it): a clip climbs it until the
+        # first tier that drops it, and that tier's reason tells why it stopped.
+        chain = [t for t in funnel if t.kind == "video"] or list(funnel)
+        order = [t.name for t in chain]
+        by_name = {t.name: t for t in chain}
         dropped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         kept_all: list[dict[str, Any]] = []
         for c in clips:
             if c["status"] != "ok":
                 continue
             reasons = _parse_json_field(c.get("drop_reason")) or {}
-            # The first tier that excluded the clip tells why it stopped climbing.
             first = next(((t, reasons[t]) for t in order if reasons.get(t)), None)
             if first is None:
                 if set(order) <= set(c.get("tiers") or []):
@@ -252,17 +295,20 @@ def _examples(clips: list[dict[str, Any]], funnel: list[TierFunnel] | None, thum
             else:
                 dropped[first].append(c)
         if order:
-            top = order[-1]
             groups.append(ExampleGroup(
-                f"Kept in every tier (up to {top})", len(kept_all),
-                [thumbs.card(c, "tiers: " + ", ".join(c.get("tiers") or [])) for c in _round_robin(kept_all, per_group)],
+                f"Kept in every video tier (up to {order[-1]})", len(kept_all),
+                [thumbs.card(c, "in " + ", ".join(c.get("tiers") or [])) for c in _round_robin(kept_all, per_group)],
                 "kept"))
-        filter_order = {t.name: [f for f, _ in t.removed] for t in funnel}
-        for (tier, reason) in sorted(dropped, key=lambda k: (order.index(k[0]) if k[0] in order else len(order),
-                                                              filter_order.get(k[0], []).index(k[1])
-                                                              if k[1] in filter_order.get(k[0], []) else 99, k[1])):
+
+        def rank(key: tuple[str, str]) -> tuple[int, int, str]:
+            tier, reason = key
+            filters = [f for f, _ in by_name[tier].removed] if tier in by_name else []
+            return (order.index(tier) if tier in order else len(order),
+                    filters.index(reason) if reason in filters else len(filters), reason)
+
+        for tier, reason in sorted(dropped, key=rank):
             rows = dropped[(tier, reason)]
-            cards = [thumbs.card(c, _signal_note(c, reason, columns, thresholds.get(tier, {})))
+            cards = [thumbs.card(c, _signal_note(c, reason, columns, by_name.get(tier)))
                      for c in _round_robin(rows, per_group)]
             groups.append(ExampleGroup(f"Dropped at {tier} by {reason}", len(rows), cards, "dropped"))
     else:
@@ -318,12 +364,10 @@ def load_report_data(out_dir: str | Path, *, examples_per_group: int = 6, max_de
     signals = []
     for column, title, unit in SIGNALS:
         values = [float(c[column]) for c in ok if c.get(column) is not None] if column in columns else []
-        lines: list[tuple[str, float, str]] = []
-        for tier in funnel or []:
-            for key in _names(column):
-                if key in tier.thresholds:
-                    lines += _threshold_lines(tier.name, tier.thresholds[key])
-                    break
+        values = [v for v in values if math.isfinite(v)]
+        # Lines for the video tiers (one chain); image sets mirror them.
+        lines = [line for tier in funnel or [] if tier.kind == "video"
+                 for line in threshold_lines(tier.name, tier.thresholds, column)]
         backend_col = {"quality": "quality_backend", "watermark_score": "watermark_backend"}.get(column)
         backends = sorted({c[backend_col] for c in ok if c.get(backend_col)}) if backend_col in columns else []
         signals.append(SignalData(column, title, unit, values, lines, backends))

@@ -86,7 +86,10 @@ def to_inline_svg(fig: Figure, label: str) -> str:
         text = text.replace(f'id="{old}"', f'id="{prefix}{old}"')
         text = text.replace(f'"#{old}"', f'"#{prefix}{old}"').replace(f"url(#{old})", f"url(#{prefix}{old})")
     safe = label.replace('"', "'").replace("<", "").replace(">", "")
-    return text.replace("<svg", f'<svg role="img" aria-label="{safe}"', 1)
+    # Scale down to fit the page, never up past the drawn size (fonts would balloon).
+    size = re.search(r'<svg[^>]*\bwidth="([\d.]+)pt"', text)
+    style = f' style="max-width:{float(size.group(1)) * 4 / 3:.0f}px"' if size else ""
+    return text.replace("<svg", f'<svg role="img" aria-label="{safe}"{style}', 1)
 
 
 def _style_axes(ax) -> None:
@@ -96,8 +99,8 @@ def _style_axes(ax) -> None:
 
 @_styled
 def funnel_chart(funnel: Sequence[TierFunnel]) -> str:
-    """Figure-4-style funnel: for each tier, the candidates, then one bar per filter with the
-    clips still left (tier colour) under the clips that filter removed (grey)."""
+    """Figure-4-style funnel: for each tier, the candidates, then one bar per filter that
+    removed clips, with the clips still left (tier colour) under those it removed (grey)."""
     bars: list[tuple[float, int, int, str, str]] = []  # x, left, removed, label, colour
     groups: list[tuple[float, float, str, str]] = []
     x = 0.0
@@ -107,8 +110,9 @@ def funnel_chart(funnel: Sequence[TierFunnel]) -> str:
         bars.append((x, tier.candidates, 0, "candidates", colour))
         x += 1
         for (name, removed), left in zip(tier.removed, tier.remaining()):
-            bars.append((x, left, removed, name, colour))
-            x += 1
+            if removed:  # filters that removed nothing stay in the table, not on the chart
+                bars.append((x, left, removed, name, colour))
+                x += 1
         groups.append((start, x - 1, tier.name, colour))
         x += 0.8  # gap between tiers
     width = min(16.0, max(6.0, 0.42 * len(bars) + 1.5))
@@ -123,11 +127,9 @@ def funnel_chart(funnel: Sequence[TierFunnel]) -> str:
             ax.text(xi, left + removed + top * 0.01, f"−{removed}", ha="center", va="bottom", fontsize=7, color=MUTED)
         elif left:
             ax.text(xi, left + top * 0.01, f"{left}", ha="center", va="bottom", fontsize=7, color=INK)
-    for start, end, name, colour in groups:
-        kept_x = end
-        kept = next(left for xi, left, _, _, _ in bars if xi == kept_x)
-        ax.annotate(f"{name}: {kept} kept", xy=((start + end) / 2, top * 1.13), ha="center", va="bottom",
-                    fontsize=9, fontweight="bold", color=colour, annotation_clip=False)
+    for (start, end, name, colour), tier in zip(groups, funnel):
+        ax.annotate(f"{name}\n{tier.kept} kept", xy=((start + end) / 2, top * 1.13), ha="center", va="bottom",
+                    fontsize=8.5, fontweight="bold", color=colour, annotation_clip=False, linespacing=1.1)
         ax.plot([start - 0.35, end + 0.35], [top * 1.11] * 2, color=colour, linewidth=2, clip_on=False)
     ax.set_xticks([b[0] for b in bars])
     ax.set_xticklabels([b[3] for b in bars], rotation=40, ha="right", fontsize=8)
@@ -151,6 +153,24 @@ def _bins(values: Sequence[float], log: bool) -> list[float]:
     return [lo + (hi - lo) * i / n for i in range(n + 1)]
 
 
+def _set_range(ax, values: Sequence[float], lines: Sequence[float], log: bool) -> tuple[float, float]:
+    """The data's range, widened to show threshold lines that lie near it; a line far away
+    (e.g. a motion cap 5x above every clip) would squash the histogram, so it is left off
+    the axis and only named in the legend."""
+    lo, hi = min(values), max(values)
+    if log:
+        lo, hi = math.log10(lo), math.log10(hi)
+        lines = [math.log10(v) for v in lines if v > 0]
+    span = max(hi - lo, 1e-12)
+    near = [v for v in lines if lo - 0.5 * span <= v <= hi + 0.5 * span]
+    lo, hi = min([lo, *near]), max([hi, *near])
+    pad = (hi - lo) * 0.04 or 0.5
+    lo, hi = lo - pad, hi + pad
+    limits = (10 ** lo, 10 ** hi) if log else (lo, hi)
+    ax.set_xlim(*limits)
+    return limits
+
+
 @_styled
 def histogram(signal: SignalData, tier_index: dict[str, int]) -> str:
     """Histogram of one signal over ok clips, with every tier's thresholds as vertical lines."""
@@ -164,31 +184,29 @@ def histogram(signal: SignalData, tier_index: dict[str, int]) -> str:
     ax.hist(values, bins=_bins(values, log), color=ACCENT, alpha=0.85, edgecolor="white", linewidth=0.4)
     if log:
         ax.set_xscale("log")
-    seen = set()
+    # Tiers sharing a bound share one line: "540p, 720p ≥ 40".
+    merged: dict[tuple[float, str], list[str]] = {}
     for tier, value, kind in signal.thresholds:
-        if log and value <= 0:
-            continue
-        colour = tier_colour(tier_index.get(tier, 0))
-        label = f"{tier} {'≥ ' if kind == 'min' else '≤ ' if kind == 'max' else 'threshold '}{value:g}"
-        ax.axvline(value, color=colour, linestyle="--", linewidth=1.6, label=label if label not in seen else None)
-        seen.add(label)
-    lo = min(values + [v for _, v, _ in signal.thresholds if not log or v > 0])
-    hi = max(values + [v for _, v, _ in signal.thresholds])
-    if hi > lo and not log:
-        pad = (hi - lo) * 0.03
-        ax.set_xlim(lo - pad, hi + pad)
-    elif hi > lo:
-        ax.set_xlim(lo / 1.3, hi * 1.3)
+        if not (log and value <= 0):
+            merged.setdefault((value, kind), []).append(tier)
+    lo, hi = _set_range(ax, values, [v for v, _ in merged], log)
+    for (value, kind), tiers in merged.items():
+        colour = tier_colour(tier_index.get(tiers[0], 0))
+        sign = "≥ " if kind == "min" else "≤ " if kind == "max" else "threshold "
+        off = "" if lo <= value <= hi else (" (off scale →)" if value > hi else " (← off scale)")
+        ax.axvline(value, color=colour, linestyle="--", linewidth=1.6, label=f"{', '.join(tiers)} {sign}{value:g}{off}")
+    ax.figure.set_size_inches(5.6, 2.7 + 0.18 * ((len(merged) + 2) // 3))
     ax.set_xlabel(signal.unit)
     ax.set_ylabel("clips")
-    if seen:
-        ax.legend(loc="upper right")
+    if merged:
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=min(3, len(merged)), fontsize=8,
+                  handlelength=1.8, borderaxespad=0.2, columnspacing=1.2)
     return to_inline_svg(fig, f"Histogram of {signal.title}")
 
 
 @_styled
 def bar_chart(labels: Sequence[str], counts: Sequence[int], xlabel: str, label: str, *,
-              horizontal: bool = True, colour: str = ACCENT) -> str:
+              horizontal: bool = True, colour: str = ACCENT, category: str = "") -> str:
     """A plain bar chart with the count written at each bar."""
     n = len(labels)
     if horizontal:
@@ -213,5 +231,6 @@ def bar_chart(labels: Sequence[str], counts: Sequence[int], xlabel: str, label: 
         ax.set_xticks(x)
         ax.set_xticklabels(labels, rotation=90 if n > 12 else 0, fontsize=7 if n > 12 else 8)
         ax.set_ylabel(xlabel)
+        ax.set_xlabel(category)
         ax.set_xlim(-0.7, n - 0.3)
     return to_inline_svg(fig, label)

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 
 from vidloom.pipelines.report import plots
-from vidloom.pipelines.report.data import ClipCard, ReportData, source_name
+from vidloom.pipelines.report.data import ClipCard, ReportData, TierFunnel, source_name
 
-THUMB_BOX = (192, 108)  # px, the largest a thumbnail is drawn; thumbnails are shrunk to fit
+THUMB_BOX = (176, 99)  # px, the largest a thumbnail is drawn; thumbnails are shrunk to fit
 THUMB_QUALITY = 72
 MAX_CLUSTERS_DRAWN = 60
 MAX_INPUT_ROWS = 60
@@ -63,6 +63,7 @@ pre { background:#f0f4f8; padding:10px 12px; border-radius:6px; overflow:auto; f
 .stat .v { font-size:22px; font-weight:600; }
 .stat .k { color:var(--muted); font-size:12px; }
 table { border-collapse:collapse; width:100%; font-size:13px; }
+.zero { color:#b0b8c1; } .unk { color:var(--muted); font-size:11.5px; }
 th, td { text-align:left; padding:6px 8px; border-bottom:1px solid var(--line); vertical-align:top; }
 th { background:#f8fafc; font-weight:600; }
 td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
@@ -78,10 +79,10 @@ td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
 .group h3 .count { color:var(--muted); font-weight:400; }
 .group.kept h3 { color:var(--ok); } .group.dropped h3 { color:var(--bad); }
 .thumbs { display:flex; flex-wrap:wrap; gap:10px; }
-figure.clip { margin:0; width:200px; font-size:11.5px; line-height:1.35; }
-figure.clip .img { width:192px; height:108px; background:#102a43; border-radius:4px; display:flex;
+figure.clip { margin:0; width:176px; font-size:11.5px; line-height:1.35; }
+figure.clip .img { width:176px; height:99px; background:#102a43; border-radius:4px; display:flex;
                    align-items:center; justify-content:center; overflow:hidden; color:#9fb3c8; }
-figure.clip img { display:block; max-width:192px; max-height:108px; }
+figure.clip img { display:block; max-width:176px; max-height:99px; }
 figure.clip figcaption { margin-top:4px; word-break:break-word; }
 figure.clip .id { font-family:"DejaVu Sans Mono", Menlo, Consolas, monospace; font-size:11px; }
 figure.clip .src { color:var(--muted); }
@@ -90,6 +91,7 @@ figure.clip .note { color:var(--bad); }
 .dedup { display:flex; gap:14px; align-items:flex-start; padding:10px 0; border-bottom:1px solid var(--line); }
 .dedup .arrow { align-self:center; color:var(--muted); font-size:20px; }
 .dedup .kept .img { outline:3px solid var(--ok); }
+.dedup figure.kept .note { color:var(--ok); }
 td.cap { max-width:560px; }
 td.cap div { margin-bottom:3px; }
 td.cap b { color:var(--muted); font-weight:600; }
@@ -172,9 +174,8 @@ def _overview(d: ReportData) -> str:
         (f"{d.clip_status.get('ok', 0):,}", "clips (status ok)"),
         (f"{d.clip_status.get('too_short', 0) + d.clip_status.get('error', 0):,}", "clips too short or failed"),
     ]
-    if d.funnel:
-        top = d.funnel[-1]
-        stats.append((f"{top.kept:,}", f"clips kept in {top.name}"))
+    for tier in [t for t in d.funnel or [] if t.kind == "video"][:6]:
+        stats.append((f"{tier.kept:,}", f"clips in tier {tier.name}"))
     if d.summary and d.summary.get("wall_s") is not None:
         stats.append((f"{float(d.summary['wall_s']):,.0f} s", "last curation run (wall)"))
     cards = "".join(f'<div class="stat"><div class="v">{escape(v)}</div><div class="k">{escape(k)}</div></div>'
@@ -191,16 +192,18 @@ def _inputs(d: ReportData) -> str:
             for s in ("ok", "too_short", "error")]
     body = "<h3>Status</h3>" + _table(["status", "inputs", "clips"], rows, {1, 2})
     bad = [v for v in d.videos if v["status"] != "ok"]
-    if bad:
-        reasons = Counter((v["status"], v.get("error") or "") for v in bad)
+    if len(bad) > MAX_INPUT_ROWS:
+        # Many failures: group them by reason (with the input's own path taken out).
+        reasons = Counter((v["status"], (v.get("error") or "").replace(v["source"], "<input>")) for v in bad)
         body += "<h3>Why inputs were rejected</h3>" + _table(
             ["status", "reason", "inputs"],
             ([f'<span class="pill {escape(s)}">{escape(s)}</span>', escape(r or "(no reason recorded)"), f"{n:,}"]
-             for (s, r), n in reasons.most_common()), {2})
+             for (s, r), n in reasons.most_common(30)), {2})
+    if bad:
         shown = bad[:MAX_INPUT_ROWS]
         more = f" (first {len(shown)} of {len(bad):,})" if len(bad) > len(shown) else ""
         body += f"<h3>Rejected inputs{more}</h3>" + _table(
-            ["input", "status", "error"],
+            ["input", "status", "reason"],
             ([f'<span title="{escape(v["source"])}">{escape(source_name(v["source"]))}</span>',
               f'<span class="pill {escape(v["status"])}">{escape(v["status"])}</span>', escape(v.get("error") or "")]
              for v in shown))
@@ -226,26 +229,78 @@ def _export_notice() -> str:
             'clips each filter removed at each tier.</div>')
 
 
+def _funnel_matrix(funnel: list[TierFunnel]) -> str:
+    """Filters (rows, in evaluation order) by tiers (columns): clips removed, and in grey the
+    clips that passed only because the signal was not measured."""
+    filters: list[str] = []
+    for tier in funnel:
+        for name, _ in tier.removed:
+            if name not in filters:
+                filters.append(name)
+    rows = [["candidates"] + [f"{t.candidates:,}" for t in funnel]]
+    for name in filters:
+        cells = []
+        for t in funnel:
+            removed = dict(t.removed)
+            if name not in removed:
+                cells.append('<span class="na">n/a</span>')
+                continue
+            n, unknown = removed[name], t.unknown.get(name, 0)
+            cell = f"−{n:,}" if n else '<span class="zero">0</span>'
+            if unknown:
+                cell += f' <span class="unk" title="passed unmeasured">({unknown:,} unmeasured)</span>'
+            cells.append(cell)
+        rows.append([escape(name)] + cells)
+    rows.append(["<b>kept</b>"] + [f"<b>{t.kept:,}</b>" for t in funnel])
+    headers = ["filter"] + [f"{t.name} ({t.kind})" for t in funnel]
+    return _table(headers, rows, set(range(1, len(funnel) + 1)))
+
+
+def _threshold_matrix(funnel: list[TierFunnel]) -> str:
+    """Settings (rows) by tiers (columns); nested settings dotted, off (null) ones as '–'."""
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    per_tier = [flat(t.thresholds) for t in funnel]
+    keys: list[str] = []
+    for f in per_tier:
+        keys += [k for k in f if k not in keys]
+    rows = [[escape(k)] + [escape(_setting(f[k])) if k in f else '<span class="na">n/a</span>' for f in per_tier]
+            for k in keys]
+    return _table(["setting"] + [t.name for t in funnel], rows, set(range(1, len(funnel) + 1)))
+
+
+def _setting(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
 def _funnel(d: ReportData) -> str:
     if not d.funnel:
         return _section("funnel", "Funnel", _export_notice())
     body = f'<div class="chart">{plots.funnel_chart(d.funnel)}</div>'
+    body += "<h3>Clips removed by each filter</h3>" + _funnel_matrix(d.funnel)
+    body += "<h3>Thresholds</h3>" + _threshold_matrix(d.funnel)
     for tier in d.funnel:
-        rows = [["candidates", "", f"{tier.candidates:,}"]]
-        for (name, n), left in zip(tier.removed, tier.remaining()):
-            rows.append([escape(name), f"−{n:,}", f"{left:,}"])
-        rows.append(["<b>kept</b>", "", f"<b>{tier.kept:,}</b>"])
-        thresholds = ", ".join(f"{escape(k)} = {escape(str(v))}" for k, v in tier.thresholds.items()) or "none"
         consistent = tier.remaining()[-1] if tier.removed else tier.candidates
-        warn = ("" if consistent == tier.kept else
-                f'<p class="notice">funnel.json is inconsistent: candidates minus removed = {consistent:,}, '
-                f'but kept = {tier.kept:,}.</p>')
-        body += (f"<h3>{escape(tier.name)}</h3><p class=\"lead\">Thresholds: {thresholds}</p>{warn}"
-                 + _table(["filter (in evaluation order)", "removed", "left"], rows, {1, 2}))
+        if consistent != tier.kept:
+            body += (f'<p class="notice">{escape(tier.name)}: funnel.json is inconsistent: candidates minus '
+                     f'removed = {consistent:,}, but kept = {tier.kept:,}.</p>')
+        if tier.errors:
+            body += (f'<p class="lead">{escape(tier.name)}: {len(tier.errors):,} files not written — ' + escape("; ".join(
+                f"{k}: {v}" for k, v in list(tier.errors.items())[:10])) + "</p>")
     if d.tiers_yaml:
         body += f"<details><summary>tiers/tiers.yaml</summary><pre>{escape(d.tiers_yaml)}</pre></details>"
     lead = ("As in Figure 4 of the HunyuanVideo report: bars in a tier's colour are the clips left after each "
-            "filter, grey the clips that filter removed.")
+            "filter, grey the clips that filter removed (filters that removed nothing are left off the chart). "
+            "<i>Unmeasured</i>: clips that passed a threshold only because their signal is null (its stage has "
+            "not run).")
     return _section("funnel", "Funnel", body, lead)
 
 
@@ -310,7 +365,8 @@ def _clusters(d: ReportData) -> str:
     sizes = d.cluster_sizes
     drawn = sizes[:MAX_CLUSTERS_DRAWN]
     chart = plots.bar_chart([str(k) for k, _ in drawn], [n for _, n in drawn], "clips",
-                            "Cluster sizes", horizontal=False)
+                            "Cluster sizes", horizontal=False,
+                            category="cluster id")
     counts = [n for _, n in sizes]
     more = f" The {len(drawn)} largest are drawn." if len(drawn) < len(sizes) else ""
     lead = (f"{len(sizes):,} clusters over {sum(counts):,} clips; largest {counts[0]:,}, median "
