@@ -107,6 +107,9 @@ def test_clips_have_the_exact_frames_size_and_rate_of_their_tier(exported):
             assert (w, h) == bucket_size(tier.resolution, *ratio)
             checked += 1
     assert checked >= 40
+    # every source with a clip in any tier or image set was decoded once, all tiers together
+    sources = {r["source"] for n in [*config.tiers, *config.image_sets] for r in _manifest(out, n)}
+    assert exported["summary"].sources_decoded == len(sources) and exported["summary"].errors == 0
     # the sample corpus's geometries land in the buckets the docs promise
     buckets = {Path(r["source"]).name: r["aspect_bucket"] for r in _manifest(out, "256p")}
     assert buckets["v00_astronaut.mp4"] == "16:9" and buckets["v05_portrait.mp4"] == "9:16"
@@ -178,11 +181,11 @@ def test_planted_defects_are_out_of_the_strict_tiers_and_clean_motion_is_kept(ex
         if defects & {"subtitles", "title"}:
             assert not tiers & {"360p", "540p", "720p", "sft"}
             seen["text"] += 1
-        clean = not defects and shot["camera_motion"] != "static shot"
-        if clean:
-            assert "256p" in tiers, (clip["source"], clip["start_frame"], reasons)
-            seen["clean"] += 1
-    assert seen["blur"] == 2 and seen["frozen"] == 1 and seen["text"] >= 5 and seen["clean"] >= 12
+        if not defects and shot["camera_motion"] != "static shot":
+            # kept, unless dedup or concept resampling (once those stages fill their columns) took it out
+            assert "256p" in tiers or reasons["256p"] in ("duplicate", "concepts"), (clip["source"], clip["start_frame"], reasons)
+            seen["clean"] += "256p" in tiers
+    assert seen["blur"] == 2 and seen["frozen"] == 1 and seen["text"] >= 5 and seen["clean"] >= 8
     # a subtitled 640x360 shot is in 256p (text filtering starts at 360p) but not in 360p
     sub = next(c for c in clips if Path(c["source"]).name == "v00_astronaut.mp4" and c["start_frame"] == 0)
     assert "256p" in sub["tiers"] and json.loads(sub["drop_reason"])["360p"] == "text_ratio_max"

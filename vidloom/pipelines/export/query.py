@@ -170,7 +170,9 @@ def select_tier(
                     f"cluster_id values, but {CONCEPTS_MODULE} (balance_concepts) is not installed; "
                     f"unset tiers.{name}.concepts or install it"
                 )
-            keep = set(balancer(clustered, cfg.concepts.max_per_cluster, cfg.concepts.max_share, cfg.concepts.seed))
+            # All of the tier's clips go in, so that max_share is a share of the whole tier;
+            # the balancer keeps clips without a cluster_id.
+            keep = set(balancer(passing, cfg.concepts.max_per_cluster, cfg.concepts.max_share, cfg.concepts.seed))
             for r in clustered:
                 if r["clip_id"] not in keep:
                     reasons[r["clip_id"]] = "concepts"
