@@ -15,7 +15,7 @@ CPU suite
 Peak memory (CPU): every measurement runs in a fresh subprocess (``--worker``) with glibc's
 mmap threshold fixed at 64 KiB (every tensor buffer gets its own mapping, unmapped on free). It
 builds the model and inputs, runs the step once (warm-up: library code pages, kernel caches),
-reads its resident set size (VmRSS), resets the kernel's high-water mark
+returns free heap pages to the kernel (``malloc_trim(0)``), reads its resident set size (VmRSS), resets the kernel's high-water mark
 (``echo 5 > /proc/self/clear_refs``, Linux), runs the step again and reads VmHWM. The figure is
 VmHWM − VmRSS-before: the kernel-tracked peak of resident memory the step added (activations,
 autograd buffers, gradients, allocator slack), not sampled, and not inflated by imports,
@@ -32,6 +32,7 @@ second thread mostly adds synchronisation stalls).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import json
 import os
@@ -203,7 +204,10 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
                 vae.decode(z)
 
     fn()  # warm-up: first-touch of library code pages, oneDNN/MKL caches, thread pools
+    if spec["kind"] == "dit":
+        model.zero_grad(set_to_none=True)  # gradients count in the measured step, not the baseline
     gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand free heap pages back so the next peak is re-touched
     return {"peak_mib": peak_rss_delta_mib(fn)}
 
 
