@@ -11,7 +11,8 @@ the camera does underneath. Content edges only do that where nothing moves. The 
    show different shots, so content persistence across the pool is low while an overlay's stays
    near 1. That also covers static shots: a static clip's own content persists only in its own
    frames. With four frames of one clip alone, edges parallel to a pan also persist, so a single
-   clip gives weaker evidence (see the baseline below).
+   clip gives weaker evidence (see the baseline below). A long video's pool is an even sample of
+   at most `max_pool_frames` frames, which bounds memory.
 4. The content's own persistence is the baseline: for clip ``k``, ``b_k`` is the mean of ``S`` over
    the central region's pixels where clip ``k`` itself has steady edges. Evidence is
    ``(S - b_k) / (1 - b_k)``, only where clip ``k``'s own frames show the edge. A static video (one
@@ -47,6 +48,7 @@ class PersistenceParams:
     blob_threshold: float = 0.5  # evidence above this joins a blob
     box_threshold: float = 0.3  # blobs scoring at least this are reported as boxes
     min_baseline_gap: float = 0.2  # 1 - b_k below this: content too static to tell anything
+    max_pool_frames: int = 64  # a long video's pool is an even sample of its frames (memory)
 
 
 @dataclass
@@ -143,13 +145,21 @@ def persistence_scores(
     if len(shapes) != 1:
         raise ValueError(f"clip frames differ in size: {sorted(shapes)}")
     h, w = shapes.pop()
-    grads = {k: _gradients(v) for k, v in usable.items()}
-    pool = _persistence(np.concatenate(list(grads.values())), p)
+    total = sum(len(v) for v in usable.values())
+    keep = set(np.linspace(0, total - 1, num=min(total, p.max_pool_frames)).round().astype(int).tolist())
+    own_masks: dict[int, np.ndarray] = {}
+    pooled: list[np.ndarray] = []
+    first = 0
+    for k, v in usable.items():
+        g = _gradients(v)
+        own_masks[k] = _persistence(g, p) >= p.own_share
+        pooled += [g[i] for i in range(len(v)) if first + i in keep]
+        first += len(v)
+    pool = _persistence(np.stack(pooled), p)
     centre = np.zeros((h, w), bool)
     centre[int(h * p.band):h - int(h * p.band), int(w * p.band):w - int(w * p.band)] = True
     where = _band_mask(h, w, p) & _content_mask(h, w, content_box)
-    for k, g in grads.items():
-        own = _persistence(g, p) >= p.own_share
+    for k, own in own_masks.items():
         ref = own & centre
         # The content's own persistence in the pool; too few steady central edges to measure it
         # means a flat centre, where an overlay in the corners is judged against nothing moving.
