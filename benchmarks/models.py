@@ -491,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="CPU smoke run (< 60 s)")
     p.add_argument("--gpu", action="store_true", help="GPU suite: 1B bf16 MFU and 13B per-block step (needs CUDA)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads for the CPU suite (default 1)")
-    p.add_argument("--reps", type=int, default=None, help="interleaved rounds (default 9, quick 3)")
+    p.add_argument("--reps", type=int, default=None, help="interleaved rounds (default 9, quick 2)")
     p.add_argument("--profile", action="store_true", help="print torch.profiler op tables for both DiTs")
     p.add_argument("--text-valid", type=int, nargs="+", default=None,
                    help=f"DiT: valid text tokens of {DIT_CPU_TEXT} (default {DIT_CPU_TEXT_VALID} and {DIT_CPU_TEXT}; "
@@ -519,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    reps = args.reps or (3 if args.quick else 9)
+    reps = args.reps or (2 if args.quick else 9)
     print(f"torch {torch.__version__}, CPU, {args.threads} intra-op thread(s), {os.cpu_count()} cores visible"
           f"{' (quick)' if args.quick else ''}")
     results: dict[str, Any] = {"dit": [], "vae": None}
@@ -529,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
                                             text_valid=n))
         print_dit(results["dit"][-1])
     if not args.skip_vae:
-        frames = args.frames or ([9, 17, 33] if args.quick else [9, 17, 33, 65])
+        frames = args.frames or ([9, 33] if args.quick else [9, 17, 33, 65])
         results["vae"] = bench_vae_cpu(frames, 1 if args.quick else 2, args.threads,
                                        VAE_CPU_QUICK if args.quick else VAE_CPU)
         print_vae(results["vae"])
