@@ -1,0 +1,54 @@
+"""EmbeddingStage: one vector per ok clip from the frames the analysis stage shipped.
+
+The vectors leave the pipeline in `row["embeddings"]` (the driver writes them to
+``OUT/manifest/embeddings.parquet``), and each clip records which embedder made its vector
+in `embedding_backend`, so the global steps (near-duplicate removal, concept clustering)
+never mix vectors of different spaces.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vidloom.pipelines.curation.embeddings import EmbeddingConfig, build_embedder
+from vidloom.pipelines.curation.rows import clip_frames, dumps, evenly, loads
+from vidloom.pipelines.stage import Row, Stage, StageResources
+
+
+class EmbeddingStage(Stage):
+    """Embeds every ok clip with the configured embedder (`curation.embedding`)."""
+
+    name = "embedding"
+
+    def __init__(self, config: dict[str, Any], resources: StageResources | None = None):
+        super().__init__(resources)
+        # Only this stage's section is read, so the stage runs with any curation config
+        # that carries (or defaults) an `embedding` section.
+        self.config = EmbeddingConfig.model_validate(config.get("embedding") or {})
+
+    def setup(self) -> None:
+        self.embedder = build_embedder(self.config)
+
+    def process_row(self, row: Row) -> Row:
+        clips = loads(row["clips_json"])
+        frames = clip_frames(row)
+        todo = [k for k, clip in enumerate(clips) if clip["status"] == "ok" and frames.get(k)]
+        vectors = self.embedder.embed_clips([evenly(frames[k], self.config.frames_per_clip) for k in todo])
+        embeddings = list(row.get("embeddings") or [])
+        for k, vec in zip(todo, vectors):
+            clips[k]["embedding_backend"] = self.embedder.backend
+            embeddings.append({
+                "clip_id": clips[k]["clip_id"],
+                "backend": self.embedder.backend,
+                "vector": [float(x) for x in vec],
+            })
+        return {**row, "clips_json": dumps(clips), "embeddings": embeddings}
+
+    def error_row(self, row: Row, exc: BaseException) -> Row:
+        # The video's clips and signals stay; its ok clips are marked as not embedded.
+        clips = loads(row["clips_json"])
+        reason = f"{self.name}: {type(exc).__name__}: {exc}"[:500]
+        for clip in clips:
+            if clip["status"] == "ok":
+                clip["status"], clip["error"] = "error", reason
+        return {**row, "clips_json": dumps(clips)}
