@@ -233,3 +233,14 @@ def _reason(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.replace("\n", " ")[:300]
 
+
+
+def jpeg_bytes(rgb: np.ndarray, quality: int = 85) -> bytes:
+    """An RGB uint8 H×W×3 frame as JPEG bytes (thumbnails, frames sent to a VLM)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"could not JPEG-encode a frame of shape {np.shape(rgb)}")
+    return buf.tobytes()

@@ -22,8 +22,6 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
-import numpy as np
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -44,15 +42,6 @@ class ChatSettings:
     backoff_s: float = 1.0
     temperature: float = 0.0
     max_tokens: int = 512
-
-
-def jpeg_bytes(rgb: np.ndarray, quality: int = 85) -> bytes:
-    """An RGB uint8 H×W×3 frame as JPEG bytes."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError(f"could not JPEG-encode a frame of shape {np.shape(rgb)}")
-    return buf.tobytes()
 
 
 def image_part(jpeg: bytes) -> dict[str, Any]:

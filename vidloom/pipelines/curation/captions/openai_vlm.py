@@ -18,11 +18,11 @@ from vidloom.pipelines.curation.captions.config import CaptionConfig
 from vidloom.pipelines.curation.captions.prompt import SYSTEM_PROMPT, parse_caption_reply, user_prompt
 from vidloom.pipelines.curation.rows import evenly
 from vidloom.platform.caption_schema import CaptionFields, caption_json_schema
+from vidloom.platform.media import jpeg_bytes
 from vidloom.platform.openai_client import (
     ChatClient,
     ChatSettings,
     image_part,
-    jpeg_bytes,
     json_schema_format,
     text_part,
 )

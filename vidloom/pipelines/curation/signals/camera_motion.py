@@ -35,25 +35,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from vidloom.pipelines.curation.signals.motion import GlobalMotion
+from vidloom.platform.caption_schema import CAMERA_MOVEMENTS
 
 __all__ = ["CAMERA_MOTIONS", "classify_camera_motion"]
 
-CAMERA_MOTIONS: tuple[str, ...] = (
-    "zoom in",
-    "zoom out",
-    "pan left",
-    "pan right",
-    "pan up",
-    "pan down",
-    "tilt up",
-    "tilt down",
-    "tilt left",
-    "tilt right",
-    "around left",
-    "around right",
-    "static shot",
-    "handheld shot",
-)
+# The 14 labels of the report's camera-movement taxonomy are defined once, with the caption
+# schema they belong to.
+CAMERA_MOTIONS: tuple[str, ...] = CAMERA_MOVEMENTS
 
 #: Translation per frame (fraction of frame width / height) from which content is "moving":
 #: 0.0015 · 30 fps ≈ 4.5 % of the frame per second, or ~3 px per frame on a 1080p frame.

@@ -23,17 +23,12 @@ from vidloom.pipelines.curation.signals.motion import GlobalMotion, MotionEstima
 from vidloom.pipelines.curation.signals.sharpness import best_start_frame, laplacian_variance
 from vidloom.pipelines.stage import Row, Stage, StageResources
 from vidloom.platform.ids import clip_id
-from vidloom.platform.media import VideoReader
+from vidloom.platform.media import VideoReader, jpeg_bytes
 from vidloom.platform.metrics import StageMetrics
 
 
 def _stride(fps: float, per_second: float) -> int:
     return max(1, int(round((fps if fps > 0 else 25.0) / per_second)))
-
-
-def _jpeg(rgb: np.ndarray, quality: int = 85) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return buf.tobytes() if ok else b""
 
 
 def _scale_box(box, analysis_shape, width: int, height: int) -> list[int]:
@@ -151,7 +146,7 @@ class VideoAnalysisStage(Stage):
         for k, clip in enumerate(clips):
             inside = [img for f, img in rec.kept if clip["start_frame"] <= f < clip["end_frame"]]
             thumb = inside[len(inside) // 2] if inside else None
-            thumbs.append(_jpeg(thumb) if thumb is not None else b"")
+            thumbs.append(jpeg_bytes(thumb) if thumb is not None else b"")
             if clip["status"] != "ok":
                 continue
             for img in evenly(inside, want):
