@@ -266,3 +266,29 @@ def test_report_renders_in_chromium(after_export, tmp_path):
     assert float(img.std()) > 20.0  # not a blank page
     # The first screen shows the header (dark band) and white section cards below it.
     assert img[:60].mean() < 100 and img[400:1200].mean() > 180
+
+
+def test_report_without_manifest_fails_clearly(tmp_path, capsys):
+    assert report_main([str(tmp_path)]) == 2
+    assert "run `vidloom curate" in capsys.readouterr().err
+    assert not (tmp_path / "report").exists()
+
+
+def test_browser_check_catches_what_a_reader_would_see(tmp_path):
+    """The Chromium check is not vacuous: a script error, a request to the network and an
+    image that does not decode are all reported."""
+    if find_chromium() is None:
+        if os.environ.get("VIDLOOM_REQUIRE_CHROMIUM"):
+            pytest.fail("Chromium not found and VIDLOOM_REQUIRE_CHROMIUM is set")
+        pytest.skip("Chromium not installed (Debian package `chromium`)")
+    page = tmp_path / "bad.html"
+    page.write_text('<!DOCTYPE html><html><body><section id="a">x</section>'
+                    '<img src="data:image/jpeg;base64,AAAA" alt="broken">'
+                    '<img src="http://127.0.0.1:9/x.png" alt="remote">'
+                    '<script>console.error("boom"); undefinedFunction();</script></body></html>')
+    result = open_in_chromium(page, tmp_path / "bad.png", width=640, height=480)
+    assert "boom" in result.console_errors
+    assert any("undefinedFunction" in e for e in result.console_errors)
+    assert result.external_requests == ["http://127.0.0.1:9/x.png"]
+    assert "broken" in result.broken_images and result.sections == ["a"]
+    assert (tmp_path / "bad.png").stat().st_size > 0

@@ -17,6 +17,8 @@ from typing import Any, Iterable
 
 import pyarrow.parquet as pq
 
+from vidloom.platform.caption_schema import CAPTION_FIELDS
+
 # The per-clip signals that get a histogram: (column, title, unit/meaning). Column names are
 # those of docs/manifest.md.
 SIGNALS: list[tuple[str, str, str]] = [
@@ -39,11 +41,6 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "cluster_id": ("concepts",),
     "quality": ("top_quality",),
 }
-# Captions are JSON objects with these fields (the caption stage's contract).
-CAPTION_FIELDS = [
-    "short_description", "dense_description", "background", "style", "lighting", "atmosphere",
-    "camera_movement",
-]
 
 
 @dataclass
