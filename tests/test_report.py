@@ -246,10 +246,7 @@ def test_report_after_export(after_export):
 
 
 def test_report_renders_in_chromium(after_export, tmp_path):
-    if find_chromium() is None:
-        if os.environ.get("VIDLOOM_REQUIRE_CHROMIUM"):
-            pytest.fail("Chromium not found and VIDLOOM_REQUIRE_CHROMIUM is set")
-        pytest.skip("Chromium not installed (Debian package `chromium`)")
+    assert find_chromium() is not None, "Chromium not found: install Debian's `chromium` (see .ci/run)"
     page = after_export / "report" / "index.html"
     if not page.exists():
         assert report_main([str(after_export)]) == 0
@@ -277,10 +274,7 @@ def test_report_without_manifest_fails_clearly(tmp_path, capsys):
 def test_browser_check_catches_what_a_reader_would_see(tmp_path):
     """The Chromium check is not vacuous: a script error, a request to the network and an
     image that does not decode are all reported."""
-    if find_chromium() is None:
-        if os.environ.get("VIDLOOM_REQUIRE_CHROMIUM"):
-            pytest.fail("Chromium not found and VIDLOOM_REQUIRE_CHROMIUM is set")
-        pytest.skip("Chromium not installed (Debian package `chromium`)")
+    assert find_chromium() is not None, "Chromium not found: install Debian's `chromium` (see .ci/run)"
     page = tmp_path / "bad.html"
     page.write_text('<!DOCTYPE html><html><body><section id="a">x</section>'
                     '<img src="data:image/jpeg;base64,AAAA" alt="broken">'

@@ -14,6 +14,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("vidloom.jobs.demo", "render the sample corpus and curate it on a local Ray"),
     "samples": ("vidloom.jobs.samples", "render the sample corpus with its ground truth"),
     "curate": ("vidloom.jobs.curate", "curate videos into a manifest of clips with signals"),
+    "export": ("vidloom.jobs.export", "cut the tiered training sets (256p ... 720p, SFT, images) from a curated folder"),
+    "report": ("vidloom.jobs.report", "write DIR/report/index.html: funnel, signals, examples, dedup, clusters, captions"),
+    "train-watermark-detector": ("vidloom.jobs.train_watermark_detector", "train the YOLO watermark/logo detector on synthetic overlays"),
     "convert": ("vidloom.jobs.convert", "convert DiT/VAE weights between layouts"),
 }
 
