@@ -1,0 +1,244 @@
+"""`vidloom cluster up --local` / `vidloom cluster down --local`: an autoscaling Ray cluster on
+this machine (Ray's fake_multinode provider), and `up aws|gcp` / `down aws|gcp` as the plain
+`ray up` / `ray down` of the YAMLs in cluster/.
+
+The local cluster is a head that schedules nothing (CPU: 0) plus a CPU worker type and a
+fake-GPU worker type from cluster/local/autoscaling.yaml; the autoscaler adds and removes
+workers as jobs ask for resources. Every port is chosen by the caller, so several clusters
+(other users' included) can run side by side, and `down` stops only this cluster's processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+LOCAL_CONFIG = REPO / "cluster" / "local" / "autoscaling.yaml"
+CLOUD_CONFIGS = {"aws": REPO / "cluster" / "aws.yaml", "gcp": REPO / "cluster" / "gcp.yaml"}
+
+
+@dataclass
+class LocalCluster:
+    """Ports and folders of one local cluster; `base` + offsets give every port it uses."""
+
+    base: int = 6379
+    temp_dir: str = ""
+    object_store_bytes: int = 200_000_000
+
+    @property
+    def gcs_port(self) -> int:
+        return self.base
+
+    @property
+    def dashboard_port(self) -> int:
+        return self.base + 1
+
+    @property
+    def client_port(self) -> int:
+        return self.base + 2
+
+    @property
+    def agent_listen_port(self) -> int:
+        return self.base + 3
+
+    @property
+    def metrics_port(self) -> int:
+        return self.base + 4
+
+    @property
+    def worker_ports(self) -> tuple[int, int]:
+        return self.base + 100, self.base + 299
+
+    @property
+    def address(self) -> str:
+        """GCS address, for `ray.init(address=...)` and `ray status --address`."""
+        return f"127.0.0.1:{self.gcs_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        """Jobs API / dashboard address, for `ray job submit --address` and `vidloom submit`."""
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.temp_dir or f"/tmp/vidloom-ray-{self.base}")
+
+
+def render_local_config(cluster: LocalCluster, idle_timeout_minutes: float | None = None,
+                        cpu_workers: int | None = None, gpu_workers: int | None = None) -> dict:
+    """cluster/local/autoscaling.yaml with this cluster's GCS address and optional limits."""
+    config = yaml.safe_load(LOCAL_CONFIG.read_text())
+    config["provider"]["gcs_address"] = cluster.address
+    if idle_timeout_minutes is not None:
+        config["idle_timeout_minutes"] = idle_timeout_minutes
+    types = config["available_node_types"]
+    if cpu_workers is not None:
+        types["cpu_worker"]["max_workers"] = cpu_workers
+    if gpu_workers is not None:
+        types["gpu_worker"]["max_workers"] = gpu_workers
+    config["max_workers"] = types["cpu_worker"]["max_workers"] + types["gpu_worker"]["max_workers"]
+    return config
+
+
+def start_command(cluster: LocalCluster, config_path: Path) -> list[str]:
+    """The `ray start --head` line of a local autoscaling cluster (no default port used)."""
+    lo, hi = cluster.worker_ports
+    return [
+        "ray", "start", "--head", f"--autoscaling-config={config_path}",
+        "--node-ip-address=127.0.0.1",
+        f"--port={cluster.gcs_port}", f"--dashboard-port={cluster.dashboard_port}",
+        "--dashboard-host=127.0.0.1", "--include-dashboard=true",
+        f"--ray-client-server-port={cluster.client_port}",
+        f"--dashboard-agent-listen-port={cluster.agent_listen_port}",
+        f"--metrics-export-port={cluster.metrics_port}",
+        f"--min-worker-port={lo}", f"--max-worker-port={hi}",
+        f"--temp-dir={cluster.state_dir / 'ray'}",
+        f"--object-store-memory={cluster.object_store_bytes}",
+        "--num-cpus=0", "--num-gpus=0", "--disable-usage-stats",
+    ]
+
+
+def up_local(cluster: LocalCluster, idle_timeout_minutes: float | None = None, cpu_workers: int | None = None,
+             gpu_workers: int | None = None, timeout_s: float = 180.0) -> LocalCluster:
+    """Start the head of a local autoscaling cluster and wait until its Jobs API answers."""
+    import requests
+
+    state = cluster.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    config_path = state / "autoscaling.yaml"
+    config_path.write_text(yaml.safe_dump(render_local_config(cluster, idle_timeout_minutes, cpu_workers, gpu_workers)))
+    (state / "cluster.json").write_text(json.dumps(asdict(cluster)))
+    env = {**os.environ, "RAY_FAKE_CLUSTER": "1"}
+    # Jobs must not inherit an address pointing elsewhere.
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run(start_command(cluster, config_path), env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        down_local(cluster)
+        raise RuntimeError(f"ray start failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            # Any answer means the dashboard is up; with token auth it is 401 without a token.
+            if requests.get(f"{cluster.dashboard_url}/api/version", timeout=5).status_code < 500:
+                return cluster
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            down_local(cluster)
+            raise RuntimeError(f"the dashboard at {cluster.dashboard_url} did not answer within {timeout_s:.0f} s")
+        time.sleep(1)
+
+
+def cluster_pids(cluster: LocalCluster) -> list[int]:
+    """Processes of this cluster only: every Ray process it runs names its temp dir or its
+    GCS address on its command line (fake worker nodes included)."""
+    import psutil
+
+    port = cluster.gcs_port
+    # (?!\d): port 6379 must not match another cluster's 63790.
+    marker = re.compile(rf"{re.escape(str(cluster.state_dir))}(?![\w-])|127\.0\.0\.1:{port}(?!\d)|--gcs_server_port={port}(?!\d)")
+    me = os.getpid()
+    pids = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(p.info.get("cmdline") or [])
+        if p.info["pid"] != me and marker.search(cmd):
+            pids.append(p.info["pid"])
+    return pids
+
+
+def down_local(cluster: LocalCluster, grace_s: float = 10.0) -> int:
+    """Stop every process of this local cluster (SIGTERM, then SIGKILL); returns how many."""
+    import psutil
+
+    procs = []
+    for pid in cluster_pids(cluster):
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    for p in procs:
+        try:
+            p.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    # Worker nodes of the fake provider may have been spawned between the scan and the kill.
+    late = cluster_pids(cluster)
+    for pid in late:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(procs) + len(late)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vidloom cluster", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="action", required=True)
+    for action in ("up", "down"):
+        s = sub.add_parser(action, help=f"{action} a local autoscaling cluster or a cloud one")
+        s.add_argument("target", nargs="?", choices=sorted(CLOUD_CONFIGS), help="cloud cluster (ray up/down of cluster/<target>.yaml)")
+        s.add_argument("--local", action="store_true", help="the local fake multi-node cluster")
+        s.add_argument("--port", type=int, default=6379,
+                       help="GCS port of the local cluster; the dashboard is port+1, client port+2, "
+                            "agent port+3, metrics port+4, workers port+100..port+299 (default 6379)")
+        s.add_argument("--temp-dir", default="", help="Ray temp dir of the local cluster (default /tmp/vidloom-ray-PORT)")
+        if action == "up":
+            s.add_argument("--idle-timeout-min", type=float, help="minutes before an idle worker is removed")
+            s.add_argument("--cpu-workers", type=int, help="most CPU workers (default from the YAML)")
+            s.add_argument("--gpu-workers", type=int, help="most fake-GPU workers (default from the YAML)")
+        s.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.local == bool(args.target):
+        print("vidloom cluster: give either --local or a cloud target (aws, gcp)", file=sys.stderr)
+        return 2
+    if args.target:
+        cmd = ["ray", args.action, "-y", str(CLOUD_CONFIGS[args.target])]
+        print(" ".join(cmd))
+        return 0 if args.dry_run else subprocess.call(cmd, cwd=REPO)
+    cluster = LocalCluster(base=args.port, temp_dir=args.temp_dir)
+    if args.action == "up":
+        if args.dry_run:
+            print(" ".join(["RAY_FAKE_CLUSTER=1", *start_command(cluster, cluster.state_dir / "autoscaling.yaml")]))
+            return 0
+        try:
+            up_local(cluster, args.idle_timeout_min, args.cpu_workers, args.gpu_workers)
+        except RuntimeError as exc:
+            print(f"vidloom cluster: {exc}", file=sys.stderr)
+            return 1
+        print(f"local autoscaling cluster up: GCS {cluster.address}, dashboard/jobs {cluster.dashboard_url}\n"
+              f"  submit:  vidloom submit curate RUN INPUT... --address {cluster.dashboard_url}\n"
+              f"  status:  ray status --address {cluster.address}\n"
+              f"  stop:    vidloom cluster down --local --port {cluster.base}")
+        return 0
+    if args.dry_run:
+        print("\n".join(str(pid) for pid in cluster_pids(cluster)))
+        return 0
+    n = down_local(cluster)
+    print(f"stopped {n} processes of the local cluster on port {cluster.base}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""`vidloom status RUN [INPUT...]`: the funnel of a curation run, running or finished.
+
+While the run goes, finished videos are the part files under ``RUN/manifest/parts/``; once it
+has consolidated, ``RUN/manifest/{videos,clips}.parquet``. Inputs found are known from
+``RUN/summary.json`` after a run, or from the INPUT arguments (the same ones given to
+`vidloom curate`) while it runs. Tiers are added when ``RUN/tiers/funnel.json`` exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+@dataclass
+class RunFunnel:
+    """Counts of one curation run folder."""
+
+    run: str
+    state: str  # "running" (parts only or parts newer than the tables), "finished", "empty"
+    inputs_found: int | None
+    inputs_done: int
+    videos: dict[str, int] = field(default_factory=dict)  # status -> count
+    clips: dict[str, int] = field(default_factory=dict)  # status -> count
+    video_seconds: float = 0.0
+    clip_seconds_ok: float = 0.0
+    tiers: list[dict] = field(default_factory=list)  # name, candidates, kept, removed
+
+    def to_text(self) -> str:
+        found = "?" if self.inputs_found is None else str(self.inputs_found)
+        share = f" ({100 * self.inputs_done / self.inputs_found:.0f}%)" if self.inputs_found else ""
+        lines = [f"{self.run}: {self.state}",
+                 f"  inputs:  {found} found, {self.inputs_done} done{share}",
+                 "  videos:  " + _counts(self.videos, ("ok", "error", "too_short")),
+                 "  clips:   " + _counts(self.clips, ("ok", "too_short", "error")),
+                 f"  video:   {self.video_seconds:.1f} s decoded, {self.clip_seconds_ok:.1f} s in ok clips"]
+        for t in self.tiers:
+            removed = ", ".join(f"{k} {v}" for k, v in t["removed"]) or "none"
+            lines.append(f"  tier {t['name']}: {t['candidates']} candidates -> {t['kept']} kept (removed: {removed})")
+        return "\n".join(lines)
+
+
+def _counts(counts: dict[str, int], order: tuple[str, ...]) -> str:
+    keys = list(order) + sorted(k for k in counts if k not in order)
+    return ", ".join(f"{counts.get(k, 0)} {k}" for k in keys)
+
+
+def _read(paths: list[Path], columns: list[str]) -> pa.Table | None:
+    tables = []
+    for p in paths:
+        try:
+            tables.append(pq.read_table(p, columns=columns))
+        except FileNotFoundError:  # a part replaced between listing and reading
+            continue
+    return pa.concat_tables(tables) if tables else None
+
+
+def run_funnel(run_dir: str | Path, inputs: list[str] | None = None) -> RunFunnel:
+    """Read the funnel of the curation run in `run_dir` (see the module docstring)."""
+    run = Path(run_dir)
+    manifest, parts = run / "manifest", run / "manifest" / "parts"
+    video_parts = sorted(parts.glob("*.video.parquet")) if parts.exists() else []
+    tables = manifest / "videos.parquet"
+    newest_part = max((p.stat().st_mtime for p in video_parts), default=0.0)
+    finished = tables.exists() and tables.stat().st_mtime >= newest_part
+    if finished:
+        videos = _read([tables], ["status", "duration_s"])
+        clips = _read([manifest / "clips.parquet"], ["status", "duration_s"])
+        state = "finished"
+    else:
+        videos = _read(video_parts, ["status", "duration_s"])
+        clips = _read(sorted(parts.glob("*.clips.parquet")), ["status", "duration_s"]) if video_parts else None
+        state = "running" if video_parts or (run / "config.yaml").exists() else "empty"
+
+    found = None
+    if inputs:
+        from vidloom.platform.storage import expand_inputs
+
+        found = len(expand_inputs(inputs))
+    elif finished and (run / "summary.json").exists():
+        found = int(json.loads((run / "summary.json").read_text())["inputs"])
+
+    vstatus = Counter(videos.column("status").to_pylist()) if videos is not None else Counter()
+    cstatus = Counter(clips.column("status").to_pylist()) if clips is not None else Counter()
+    seconds = sum(d or 0.0 for d in videos.column("duration_s").to_pylist()) if videos is not None else 0.0
+    ok_seconds = 0.0
+    if clips is not None:
+        ok_seconds = sum(d or 0.0 for d, s in zip(clips.column("duration_s").to_pylist(),
+                                                    clips.column("status").to_pylist()) if s == "ok")
+    funnel = RunFunnel(run=str(run), state=state, inputs_found=found, inputs_done=sum(vstatus.values()),
+                       videos=dict(vstatus), clips=dict(cstatus), video_seconds=round(seconds, 3),
+                       clip_seconds_ok=round(ok_seconds, 3))
+    from vidloom.pipelines.report.data import read_funnel
+
+    for tier in read_funnel(run) or []:
+        funnel.tiers.append({"name": tier.name, "candidates": tier.candidates, "kept": tier.kept,
+                             "removed": [list(r) for r in tier.removed]})
+    return funnel
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vidloom status", description=__doc__.split("\n")[0])
+    p.add_argument("run", help="the --out folder of `vidloom curate`")
+    p.add_argument("inputs", nargs="*", help="the run's inputs, to count inputs found while it runs")
+    p.add_argument("--watch", type=float, metavar="S", help="print again every S seconds until the run is finished")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not Path(args.run).is_dir():
+        print(f"vidloom status: no run folder at {args.run}", file=sys.stderr)
+        return 1
+    while True:
+        funnel = run_funnel(args.run, args.inputs or None)
+        print(json.dumps(asdict(funnel)) if args.json else funnel.to_text(), flush=True)
+        if not args.watch or funnel.state == "finished":
+            return 0
+        time.sleep(args.watch)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
