@@ -102,7 +102,7 @@ class ClusterAssigner:
     def __call__(self, batch: pa.Table) -> pa.Table:
         column = batch.column("vector").combine_chunks()
         dim = int(column.value_lengths()[0].as_py()) if len(column) else self.index.d
-        flat = column.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
         _, ids = self.index.search(_unit(flat.reshape(len(column), dim)), 1)
         return pa.table({"clip_id": batch.column("clip_id"), "cluster_id": pa.array(ids[:, 0], pa.int32())})
 

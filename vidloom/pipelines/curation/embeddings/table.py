@@ -32,10 +32,10 @@ def vectors_from_table(table: pa.Table, backend: str | None = None) -> tuple[lis
     if not ids:
         return [], np.zeros((0, 0), np.float32), space
     column = table.column("vector").combine_chunks()
-    sizes = np.diff(column.offsets.to_numpy())
+    sizes = column.value_lengths().to_numpy(zero_copy_only=False)
     if sizes.min() != sizes.max():
         raise EmbeddingSpaceError(f"vectors have different lengths ({sizes.min()} to {sizes.max()})")
-    flat = column.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     return ids, flat.reshape(len(ids), int(sizes[0])), space
 
 
