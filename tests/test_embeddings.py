@@ -15,6 +15,7 @@ from vidloom.pipelines.curation.embeddings import (
     DESCRIPTOR_DIM,
     EmbeddingConfig,
     build_embedder,
+    check_embedding_weights,
     describe_clip,
     load_embeddings,
 )
@@ -174,8 +175,12 @@ def test_open_clip_backend_loads_local_weights(tmp_path, shots):
 
 @pytest.mark.parametrize("checkpoint", [None, "/nonexistent/clip.safetensors", "nobody-here/no-such-clip"])
 def test_missing_open_clip_weights_name_the_setting(checkpoint):
+    cfg = EmbeddingConfig(backend="open_clip", checkpoint=checkpoint)
     with pytest.raises(MissingWeightsError, match="curation.embedding.checkpoint"):
-        build_embedder(EmbeddingConfig(backend="open_clip", checkpoint=checkpoint))
+        check_embedding_weights(cfg)  # what the driver runs before any work
+    with pytest.raises(MissingWeightsError, match="curation.embedding.checkpoint"):
+        build_embedder(cfg)
+    check_embedding_weights(EmbeddingConfig())  # the offline default needs none
 
 
 def test_unknown_architecture_names_the_setting(tmp_path):

@@ -7,7 +7,7 @@ from vidloom.pipelines.curation.embeddings.descriptor import (
     DescriptorEmbedder,
     describe_clip,
 )
-from vidloom.pipelines.curation.embeddings.registry import Embedder, build_embedder
+from vidloom.pipelines.curation.embeddings.registry import Embedder, build_embedder, check_embedding_weights
 from vidloom.pipelines.curation.embeddings.table import (
     EmbeddingSpaceError,
     check_one_space,
@@ -17,6 +17,6 @@ from vidloom.pipelines.curation.embeddings.table import (
 
 __all__ = [
     "DESCRIPTOR_BACKEND", "DESCRIPTOR_DIM", "DescriptorEmbedder", "Embedder", "EmbeddingConfig",
-    "EmbeddingSpaceError", "build_embedder", "check_one_space", "describe_clip", "load_embeddings",
+    "EmbeddingSpaceError", "build_embedder", "check_embedding_weights", "check_one_space", "describe_clip", "load_embeddings",
     "vectors_from_table",
 ]

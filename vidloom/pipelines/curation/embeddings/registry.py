@@ -35,3 +35,14 @@ def build_embedder(config: EmbeddingConfig | dict | None = None) -> Embedder:
         batch_size=cfg.batch_size,
         threads=cfg.threads,
     )
+
+
+def check_embedding_weights(config: EmbeddingConfig | dict | None = None) -> None:
+    """Fail at start, on the driver, when the configured weights are not on this machine
+    (`MissingWeightsError` naming `curation.embedding.checkpoint`), without loading them."""
+    cfg = config if isinstance(config, EmbeddingConfig) else EmbeddingConfig.model_validate(config or {})
+    if cfg.backend == "open_clip":
+        from vidloom.pipelines.curation.embeddings.open_clip_backend import CHECKPOINT_SETTING
+        from vidloom.platform.weights import resolve_weights
+
+        resolve_weights(cfg.checkpoint, CHECKPOINT_SETTING)
