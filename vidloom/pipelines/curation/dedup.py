@@ -125,7 +125,8 @@ def find_duplicates(
 
     `vectors[i]` is the embedding of `clip_ids[i]`, made by `backend`. `clip_rows` are clip
     records (clip_id, width, height, quality, duration_s; `embedding_backend` if present
-    must equal `backend`). Clips without a vector are not in the result.
+    must equal `backend`). `threshold` overrides `config.threshold`. Clips without a vector
+    are not in the result.
     """
     vectors = np.asarray(vectors)
     if vectors.ndim != 2 or len(vectors) != len(clip_ids):
