@@ -59,3 +59,26 @@ def test_bad_yaml_file_is_reported(tmp_path):
         load_curation_config(bad)
     with pytest.raises(ConfigError, match="config file not found"):
         load_curation_config(tmp_path / "missing.yaml")
+
+
+def test_defaults_file_holds_every_typed_default():
+    """defaults.yaml is the documented copy of the typed defaults: the same keys and values,
+    so neither can drift from the other."""
+    import yaml
+
+    from vidloom.pipelines.curation.config import DEFAULTS_PATH, CurationConfig
+
+    def flat(node, prefix=""):
+        out = {}
+        for key, value in node.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    documented = flat(yaml.safe_load(DEFAULTS_PATH.read_text()))
+    typed = flat(CurationConfig().model_dump(mode="json"))
+    assert documented.keys() == typed.keys()
+    for key, value in typed.items():
+        assert documented[key] == value, key

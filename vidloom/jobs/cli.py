@@ -11,7 +11,7 @@ import sys
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("vidloom.jobs.demo", "render the sample corpus and curate it on a local Ray"),
+    "demo": ("vidloom.jobs.demo", "samples -> curate -> export -> report on a local Ray, on bundled sample data"),
     "samples": ("vidloom.jobs.samples", "render the sample corpus with its ground truth"),
     "curate": ("vidloom.jobs.curate", "curate videos into a manifest of clips with signals"),
     "export": ("vidloom.jobs.export", "cut the tiered training sets (256p ... 720p, SFT, images) from a curated folder"),

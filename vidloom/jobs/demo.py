@@ -1,6 +1,8 @@
-"""`vidloom demo [DIR]`: render the bundled sample corpus and curate it on a local Ray.
+"""`vidloom demo [DIR]`: the whole curation on bundled sample data, on a local Ray.
 
-The fastest way to see vidloom work on a fresh machine: no inputs, no cluster, no weights.
+Renders the sample corpus (real photographs through a virtual camera, with planted defects,
+duplicates and broken files), curates it, exports the tiered training sets and writes the
+HTML report. No inputs, no cluster, no weights needed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="vidloom demo", description=__doc__.split("\n")[0])
     p.add_argument("workdir", nargs="?", default="vidloom-demo", help="where samples and results go")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a curation setting, e.g. --set split.min_clip_s=3")
     p.add_argument("--num-cpus", type=int)
     args = p.parse_args(argv)
     try:
@@ -27,18 +30,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from vidloom.pipelines.curation.pipeline import run_curation
-    from vidloom.pipelines.samples.render import render_sample_corpus
+    from vidloom.pipelines.export.runner import run_export
+    from vidloom.pipelines.export.tiers import load_export_config
+    from vidloom.pipelines.report.build import build_report
+    from vidloom.pipelines.samples import render_sample_corpus
     from vidloom.platform.ray_runtime import init_ray
 
-    work = Path(args.workdir)
-    samples = work / "samples"
-    print(f"[1/2] rendering the sample corpus into {samples} ...", flush=True)
+    work = Path(args.workdir).resolve()
+    samples, curated = work / "samples", work / "curated"
+    print(f"[1/4] rendering the sample corpus into {samples} ...", flush=True)
     render_sample_corpus(samples, seed=args.seed)
-    print("[2/2] curating it on a local Ray ...", flush=True)
+    print("[2/4] curating it on a local Ray ...", flush=True)
     init_ray(num_cpus=args.num_cpus)
-    summary = run_curation([str(samples)], work / "curated", config)
-    print(summary.to_text())
-    print(f"manifest: {work / 'curated' / 'manifest' / 'clips.parquet'}")
+    print(run_curation([str(samples)], curated, config).to_text(), flush=True)
+    print("[3/4] exporting the tiers ...", flush=True)
+    print(run_export(curated, load_export_config()).to_text(), flush=True)
+    print("[4/4] writing the report ...", flush=True)
+    report = build_report(curated)
+    print(f"\nmanifest: {curated / 'manifest' / 'clips.parquet'}")
+    print(f"tiers:    {curated / 'tiers'}")
+    print(f"report:   {report}")
     return 0
 
 

@@ -8,6 +8,12 @@ from typing import Iterable, Literal
 
 from pydantic import Field, model_validator
 
+from vidloom.pipelines.curation.captions.config import CaptionConfig
+from vidloom.pipelines.curation.concepts import ConceptsConfig
+from vidloom.pipelines.curation.dedup import DedupConfig
+from vidloom.pipelines.curation.embeddings.config import EmbeddingConfig
+from vidloom.pipelines.curation.quality.config import QualityConfig
+from vidloom.pipelines.curation.watermark.config import WatermarkConfig
 from vidloom.pipelines.stage import StageResources
 from vidloom.platform.config import StrictModel, load_config
 
@@ -57,8 +63,22 @@ class OcrConfig(StrictModel):
 
 
 class StagesConfig(StrictModel):
-    video_analysis: StageResources = StageResources(num_cpus=0.8, batch_size=1, min_workers=1, max_workers=8)
-    text_detection: StageResources = StageResources(num_cpus=0.2, batch_size=1, min_workers=1, max_workers=4)
+    """Resources per worker and actor-pool size range of each stage, in pipeline order.
+
+    Decoding dominates, so the analysis stage gets most of a CPU per actor and scales out. The
+    model stages' offline defaults look at a few frames per clip and are busy a small share of
+    the time, so their CPU requests are scheduling weights that let two analysis actors and
+    one actor of every other stage fit on a 2-core machine (a whole CPU for text detection
+    starved the second analysis actor and halved throughput, measured). Raise them, and
+    `num_gpus`, when a stage runs a real model (DOVER, open_clip, YOLO, a VLM).
+    """
+
+    video_analysis: StageResources = StageResources(num_cpus=0.8, max_workers=8)
+    text_detection: StageResources = StageResources(num_cpus=0.15, max_workers=4)
+    quality: StageResources = StageResources(num_cpus=0.05, max_workers=2)
+    watermark: StageResources = StageResources(num_cpus=0.05, max_workers=2)
+    embedding: StageResources = StageResources(num_cpus=0.05, max_workers=2)
+    captioning: StageResources = StageResources(num_cpus=0.1, max_workers=2)
 
 
 class CurationConfig(StrictModel):
@@ -66,6 +86,12 @@ class CurationConfig(StrictModel):
     split: SplitConfig = SplitConfig()
     signals: SignalsConfig = SignalsConfig()
     ocr: OcrConfig = OcrConfig()
+    quality: QualityConfig = QualityConfig()
+    watermark: WatermarkConfig = WatermarkConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    caption: CaptionConfig = CaptionConfig()
+    dedup: DedupConfig = DedupConfig()
+    concepts: ConceptsConfig = ConceptsConfig()
     stages: StagesConfig = StagesConfig()
 
 

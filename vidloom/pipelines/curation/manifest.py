@@ -124,5 +124,9 @@ class ManifestStore:
         et = pa.concat_tables(embeddings) if embeddings else EMBEDDING_SCHEMA.empty_table()
         atomic_write_bytes(self.embeddings_path, _parquet_bytes(et))
         atomic_write_bytes(self.videos_path, _parquet_bytes(vt))
-        atomic_write_bytes(self.clips_path, _parquet_bytes(ct))
+        self.write_clips(ct)
         return vt, ct
+
+    def write_clips(self, table: pa.Table) -> None:
+        """Replace ``clips.parquet`` atomically (the global steps and export add columns)."""
+        atomic_write_bytes(self.clips_path, _parquet_bytes(table))
