@@ -19,7 +19,7 @@ from vidloom.pipelines.curation.quality.proxy import (
     proxy_factors,
     proxy_quality,
 )
-from vidloom.pipelines.curation.quality.scorer import DoverScorer
+from vidloom.pipelines.curation.quality.scorer import DoverScorer, check_quality_weights
 from vidloom.pipelines.curation.quality.views import aesthetic_view, fragment_mosaic, technical_view
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "ProxyFactors",
     "QualityConfig",
     "aesthetic_view",
+    "check_quality_weights",
     "checkpoint_hash",
     "fragment_mosaic",
     "fuse",

@@ -9,7 +9,7 @@ import torch
 
 from vidloom.pipelines.curation.quality.config import QualityConfig
 from vidloom.pipelines.curation.quality.dover import DOVER, DoverScores, fuse
-from vidloom.pipelines.curation.quality.loading import load_dover
+from vidloom.pipelines.curation.quality.loading import find_checkpoint, load_dover
 from vidloom.pipelines.curation.quality.views import aesthetic_view, technical_view
 
 
@@ -67,3 +67,12 @@ class DoverScorer:
         # one score per technical segment: DOVER averages them (and every position)
         technical_raw, aesthetic_raw = self.model(tech, aes)
         return fuse(float(technical_raw.mean()), float(aesthetic_raw.mean()))
+
+
+def check_quality_weights(config: QualityConfig | dict | None = None) -> None:
+    """Fail at start, on the driver, when the dover backend's checkpoint is not on this
+    machine (`MissingWeightsError` naming ``curation.quality.dover_checkpoint``), without
+    loading it. The proxy backend needs no weights."""
+    cfg = config if isinstance(config, QualityConfig) else QualityConfig.model_validate(config or {})
+    if cfg.backend == "dover":
+        find_checkpoint(cfg.dover_checkpoint)
