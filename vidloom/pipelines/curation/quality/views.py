@@ -15,7 +15,8 @@ evenly spaced, at the analysis size (short side `decode.analysis_short_side`). S
 * technical: one shipped frame per segment (`evenly`), held for the whole segment instead of
   32 moving frames; patches are taken at the centre of each cell (the mean of DOVER's random
   offset) so scores are deterministic; patches come from the analysis-size frame, not the
-  source resolution.
+  source resolution. A frame under 224 px gets its grid laid over the upscaled frame (DOVER
+  computes it from the size before upscaling, so its grid spans only the top-left part).
 * aesthetic: the shipped frames, each held for an equal share of the 32 slots.
 Pixel values follow DOVER's preprocessing: ImageNet mean/std on 0-255 RGB, uint8 rounding
 after the aesthetic resize (torchvision on uint8 tensors) and truncation after the technical
