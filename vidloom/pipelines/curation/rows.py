@@ -27,7 +27,8 @@ CLIP_COLUMNS = [
     "sharpness", "best_start_frame", "motion", "camera_motion", "camera_motion_confidence",
     "frame_diff", "border_box", "text_ratio",
     # model-backed stages (curation part 2); null until a stage fills them
-    "embedding_backend", "quality", "quality_backend", "watermark_score", "watermark_boxes",
+    "embedding_backend", "quality", "quality_technical", "quality_aesthetic", "quality_backend",
+    "watermark_score", "watermark_boxes",
     "watermark_backend", "caption", "caption_backend",
     # global steps over all clips (driver side)
     "dup_of", "cluster_id",
