@@ -5,6 +5,7 @@ cluster/monitoring/metrics_contract.yaml), and `vidloom status` counts a run's f
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -145,3 +146,12 @@ def test_status_of_a_finished_and_a_running_run(curated, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["inputs_done"] == 2
     assert "? found, 2 done" in (run_funnel(run).to_text())  # inputs unknown while running
     assert pq.read_table(out / "manifest" / "videos.parquet").num_rows == done.inputs_done
+
+    # A resumed run: tables and summary of the last run exist, the new run rewrote its config.
+    for name in ("summary.json", "manifest/videos.parquet", "manifest/clips.parquet"):
+        shutil.copy(out / name, run / name)
+    assert run_funnel(run).state == "finished"
+    (run / "config.yaml").write_text((run / "config.yaml").read_text())
+    future = time.time() + 5
+    os.utime(run / "config.yaml", (future, future))
+    assert run_funnel(run).state == "running"

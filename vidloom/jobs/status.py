@@ -25,7 +25,7 @@ class RunFunnel:
     """Counts of one curation run folder."""
 
     run: str
-    state: str  # "running" (parts only or parts newer than the tables), "finished", "empty"
+    state: str  # "running" (started, no summary newer than its start), "finished", "empty"
     inputs_found: int | None
     inputs_done: int
     videos: dict[str, int] = field(default_factory=dict)  # status -> count
@@ -68,9 +68,11 @@ def run_funnel(run_dir: str | Path, inputs: list[str] | None = None) -> RunFunne
     run = Path(run_dir)
     manifest, parts = run / "manifest", run / "manifest" / "parts"
     video_parts = sorted(parts.glob("*.video.parquet")) if parts.exists() else []
-    tables = manifest / "videos.parquet"
-    newest_part = max((p.stat().st_mtime for p in video_parts), default=0.0)
-    finished = tables.exists() and tables.stat().st_mtime >= newest_part
+    tables, summary, config = manifest / "videos.parquet", run / "summary.json", run / "config.yaml"
+    # `vidloom curate` writes config.yaml when it starts and summary.json when it ends, so a
+    # summary older than the config means a resumed run is going.
+    finished = tables.exists() and summary.exists() and (
+        not config.exists() or summary.stat().st_mtime >= config.stat().st_mtime)
     if finished:
         videos = _read([tables], ["status", "duration_s"])
         clips = _read([manifest / "clips.parquet"], ["status", "duration_s"])
@@ -85,8 +87,8 @@ def run_funnel(run_dir: str | Path, inputs: list[str] | None = None) -> RunFunne
         from vidloom.platform.storage import expand_inputs
 
         found = len(expand_inputs(inputs))
-    elif finished and (run / "summary.json").exists():
-        found = int(json.loads((run / "summary.json").read_text())["inputs"])
+    elif finished:
+        found = int(json.loads(summary.read_text())["inputs"])
 
     vstatus = Counter(videos.column("status").to_pylist()) if videos is not None else Counter()
     cstatus = Counter(clips.column("status").to_pylist()) if clips is not None else Counter()
