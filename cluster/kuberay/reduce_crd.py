@@ -27,7 +27,7 @@ def _is_pod_template(schema: dict) -> bool:
     return "containers" in spec.get("properties", {})
 
 
-def _strip(schema, depth_limit: int = 60):
+def _strip(schema):
     """Drop descriptions everywhere."""
     if isinstance(schema, dict):
         return {k: _strip(v) for k, v in schema.items() if k != "description"}
