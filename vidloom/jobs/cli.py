@@ -17,6 +17,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("vidloom.jobs.export", "cut the tiered training sets (256p ... 720p, SFT, images) from a curated folder"),
     "report": ("vidloom.jobs.report", "write DIR/report/index.html: funnel, signals, examples, dedup, clusters, captions"),
     "train-watermark-detector": ("vidloom.jobs.train_watermark_detector", "train the YOLO watermark/logo detector on synthetic overlays"),
+    "status": ("vidloom.jobs.status", "funnel of a curation run folder, running or finished"),
+    "submit": ("vidloom.jobs.submit", "submit curate/precompute/train jobs to a Ray cluster; status, stop"),
+    "cluster": ("vidloom.jobs.cluster", "local autoscaling Ray cluster (up/down --local) or ray up/down aws|gcp"),
     "convert": ("vidloom.jobs.convert", "convert DiT/VAE weights between layouts"),
 }
 
