@@ -14,10 +14,11 @@ from typing import Any
 from vidloom.pipelines.curation.captions.config import CaptionConfig
 from vidloom.pipelines.curation.captions.registry import build_caption_backend
 from vidloom.pipelines.curation.rows import clip_frames, dumps, loads
-from vidloom.pipelines.stage import Row, Stage, StageResources
+from vidloom.pipelines.curation.stages.clip_scoring import ClipScoringStage
+from vidloom.pipelines.stage import Row, StageResources
 
 
-class CaptioningStage(Stage):
+class CaptioningStage(ClipScoringStage):
     """Fills ``caption`` (JSON string) and ``caption_backend`` of every ok clip."""
 
     name = "captioning"
@@ -44,14 +45,4 @@ class CaptioningStage(Stage):
                 clip["caption"] = None
             else:
                 clip["caption"] = outcome.caption.to_json()
-        return {**row, "clips_json": dumps(clips)}
-
-    def error_row(self, row: Row, exc: BaseException) -> Row:
-        # A backend crash on one video keeps every measured signal of its clips and records
-        # why they have no caption, like the text stage does.
-        clips = loads(row["clips_json"])
-        reason = f"{self.name}: {type(exc).__name__}: {exc}"[:500]
-        for clip in clips:
-            if clip["status"] == "ok":
-                clip["status"], clip["error"] = "error", reason
         return {**row, "clips_json": dumps(clips)}

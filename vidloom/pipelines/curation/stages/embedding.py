@@ -12,10 +12,11 @@ from typing import Any
 
 from vidloom.pipelines.curation.embeddings import EmbeddingConfig, build_embedder
 from vidloom.pipelines.curation.rows import clip_frames, dumps, evenly, loads
-from vidloom.pipelines.stage import Row, Stage, StageResources
+from vidloom.pipelines.curation.stages.clip_scoring import ClipScoringStage
+from vidloom.pipelines.stage import Row, StageResources
 
 
-class EmbeddingStage(Stage):
+class EmbeddingStage(ClipScoringStage):
     """Embeds every ok clip with the configured embedder (`curation.embedding`)."""
 
     name = "embedding"
@@ -43,12 +44,3 @@ class EmbeddingStage(Stage):
                 "vector": [float(x) for x in vec],
             })
         return {**row, "clips_json": dumps(clips), "embeddings": embeddings}
-
-    def error_row(self, row: Row, exc: BaseException) -> Row:
-        # The video's clips and signals stay; its ok clips are marked as not embedded.
-        clips = loads(row["clips_json"])
-        reason = f"{self.name}: {type(exc).__name__}: {exc}"[:500]
-        for clip in clips:
-            if clip["status"] == "ok":
-                clip["status"], clip["error"] = "error", reason
-        return {**row, "clips_json": dumps(clips)}

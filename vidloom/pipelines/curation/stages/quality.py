@@ -23,10 +23,11 @@ from vidloom.pipelines.curation.quality.config import QualityConfig
 from vidloom.pipelines.curation.quality.proxy import PROXY_BACKEND, proxy_quality
 from vidloom.pipelines.curation.quality.scorer import DoverScorer
 from vidloom.pipelines.curation.rows import clip_frames, dumps, loads
-from vidloom.pipelines.stage import Row, Stage, StageResources
+from vidloom.pipelines.curation.stages.clip_scoring import ClipScoringStage
+from vidloom.pipelines.stage import Row, StageResources
 
 
-class QualityStage(Stage):
+class QualityStage(ClipScoringStage):
     name = "quality"
 
     def __init__(self, config: dict[str, Any], resources: StageResources | None = None):
@@ -64,14 +65,4 @@ class QualityStage(Stage):
                 quality_technical=scores.technical,
                 quality_aesthetic=scores.aesthetic,
             )
-        return {**row, "clips_json": dumps(clips)}
-
-    def error_row(self, row: Row, exc: BaseException) -> Row:
-        # A scoring failure must not lose the video's records: keep every measured signal and
-        # mark its ok clips with the reason.
-        clips = loads(row["clips_json"])
-        reason = f"{self.name}: {type(exc).__name__}: {exc}"[:500]
-        for clip in clips:
-            if clip["status"] == "ok":
-                clip["status"], clip["error"] = "error", reason
         return {**row, "clips_json": dumps(clips)}

@@ -11,10 +11,11 @@ from typing import Any
 from vidloom.pipelines.curation.config import CurationConfig
 from vidloom.pipelines.curation.rows import clip_frames, dumps, evenly, loads
 from vidloom.pipelines.curation.signals.text import TextDetector
-from vidloom.pipelines.stage import Row, Stage, StageResources
+from vidloom.pipelines.curation.stages.clip_scoring import ClipScoringStage
+from vidloom.pipelines.stage import Row, StageResources
 
 
-class TextDetectionStage(Stage):
+class TextDetectionStage(ClipScoringStage):
     name = "text_detection"
 
     def __init__(self, config: dict[str, Any], resources: StageResources | None = None):
@@ -37,14 +38,4 @@ class TextDetectionStage(Stage):
             if clip["status"] == "ok" and frames.get(k):
                 picked = evenly(frames[k], self.config.ocr.frames_per_clip)
                 clip["text_ratio"] = float(self.detector.text_ratio(picked))
-        return {**row, "clips_json": dumps(clips)}
-
-    def error_row(self, row: Row, exc: BaseException) -> Row:
-        # Text detection failing on one video must not lose its clips: keep every measured
-        # signal, mark the clips' text_ratio as unknown with the reason.
-        clips = loads(row["clips_json"])
-        reason = f"{self.name}: {type(exc).__name__}: {exc}"[:500]
-        for clip in clips:
-            if clip["status"] == "ok":
-                clip["status"], clip["error"] = "error", reason
         return {**row, "clips_json": dumps(clips)}

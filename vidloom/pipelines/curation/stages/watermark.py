@@ -18,7 +18,8 @@ from vidloom.pipelines.curation.rows import clip_frames, dumps, evenly, loads
 from vidloom.pipelines.curation.watermark.config import WEIGHTS_SETTING, WatermarkConfig, default_weights
 from vidloom.pipelines.curation.watermark.persistence import BACKEND as PERSISTENCE_BACKEND
 from vidloom.pipelines.curation.watermark.persistence import persistence_scores
-from vidloom.pipelines.stage import Row, Stage, StageResources
+from vidloom.pipelines.curation.stages.clip_scoring import ClipScoringStage
+from vidloom.pipelines.stage import Row, StageResources
 from vidloom.platform.weights import resolve_weights
 
 
@@ -36,7 +37,7 @@ def watermark_section(config: dict[str, Any]) -> WatermarkConfig:
     return WatermarkConfig.model_validate(config.get("watermark") or {})
 
 
-class WatermarkStage(Stage):
+class WatermarkStage(ClipScoringStage):
     """Sets `watermark_score` [0, 1], `watermark_boxes` (display px) and `watermark_backend`."""
 
     name = "watermark"
@@ -95,13 +96,3 @@ class WatermarkStage(Stage):
                 return [int(round(box[0] / sx)), int(round(box[1] / sy)),
                         int(round(box[2] / sx)), int(round(box[3] / sy))]
         return None
-
-    def error_row(self, row: Row, exc: BaseException) -> Row:
-        # A detector failure on one video keeps its clips and every signal measured so far; the
-        # clips are marked as errors with the reason, like the other model stages do.
-        clips = loads(row["clips_json"])
-        reason = f"{self.name}: {type(exc).__name__}: {exc}"[:500]
-        for clip in clips:
-            if clip["status"] == "ok":
-                clip["status"], clip["error"] = "error", reason
-        return {**row, "clips_json": dumps(clips)}
