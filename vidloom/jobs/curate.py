@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vidloom.jobs.arguments import add_override_option, add_ray_options
 from vidloom.pipelines.curation.config import load_curation_config
 from vidloom.platform.config import ConfigError
 
@@ -19,10 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="video files, folders, globs, list files (.txt) or URIs")
     p.add_argument("--out", required=True, help="output folder; rerunning with the same folder resumes")
     p.add_argument("--config", help="YAML file with overrides of the defaults")
-    p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value, e.g. --set split.min_clip_s=3 (repeatable)")
-    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    add_override_option(p, "split.min_clip_s=3")
+    add_ray_options(p)
     return p
 
 

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from vidloom.jobs.arguments import add_override_option, add_ray_options
 from vidloom.pipelines.curation.config import load_curation_config
 from vidloom.platform.config import ConfigError
 
@@ -19,9 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="vidloom demo", description=__doc__.split("\n")[0])
     p.add_argument("workdir", nargs="?", default="vidloom-demo", help="where samples and results go")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a curation setting, e.g. --set split.min_clip_s=3")
-    p.add_argument("--num-cpus", type=int)
+    add_override_option(p, "split.min_clip_s=3")
+    add_ray_options(p, address=False)
     args = p.parse_args(argv)
     try:
         config = load_curation_config(None, args.overrides)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vidloom.jobs.arguments import add_override_option, add_ray_options
 from vidloom.platform.config import ConfigError
 
 
@@ -18,10 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vidloom export", description=__doc__.split("\n")[0])
     p.add_argument("dir", help="curated folder (holds manifest/clips.parquet); tiers go to DIR/tiers")
     p.add_argument("--tiers", help="tier definitions YAML (default: the packaged default_tiers.yaml)")
-    p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one value, e.g. --set tiers.360p.sharpness_min=80 (repeatable)")
-    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    add_override_option(p, "tiers.360p.sharpness_min=80")
+    add_ray_options(p)
     return p
 
 
