@@ -22,7 +22,15 @@ median over repetitions is reported (the machine is shared; absolute figures are
 Also: the shot split alone (VideoReader at analysis size + ShotDetector) against
 PySceneDetect's own `detect()` (default auto-downscale, ContentDetector) on testvideo.mp4.
 
-    python benchmarks/curation_throughput.py [--quick] [--repeat N] [--copies K]
+Part 2 (issue: curation part 2), after the repeats:
+- where (b)'s time goes: Ray Data's per-operator stats of the Dataset the last `run_curation`
+  executed (task wall/CPU s per stage, and when its tasks ran), the actor start-up, the global
+  steps and the first export (perf_counter), as shares of their sum;
+- `run_export` on that output, then a re-export with one threshold tightened (`TIGHTEN`),
+  which must decode no source;
+- `global_steps_benchmark` on `--vectors` synthetic vectors (dedup, k-means fit, assignment).
+
+    python benchmarks/curation_throughput.py [--quick] [--repeat N] [--copies K] [--vectors N] [--no-export]
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -142,22 +151,133 @@ def start_ray(num_cpus: int = 2) -> float:
     return time.perf_counter() - start
 
 
+@contextmanager
+def observe_pipeline():
+    """While active, `run_curation` runs unchanged but the benchmark sees inside it: the Dataset
+    it builds (`build_dataset` wrapped to keep the object, so Ray Data's stats of the executed
+    plan can be read after the run) and the perf_counter time of its global steps
+    (`apply_global_steps` wrapped). Same functions, same arguments; restored on exit."""
+    from vidloom.pipelines.curation import pipeline as mod
+
+    seen: dict = {"datasets": [], "global_steps_s": 0.0}
+    build, steps = mod.build_dataset, mod.apply_global_steps
+
+    def build_dataset(*args, **kwargs):
+        seen["stream_start"] = time.perf_counter()
+        ds = build(*args, **kwargs)
+        seen["datasets"].append(ds)
+        return ds
+
+    def apply_global_steps(*args, **kwargs):
+        seen["steps_start"] = t = time.perf_counter()
+        try:
+            return steps(*args, **kwargs)
+        finally:
+            seen["global_steps_s"] += time.perf_counter() - t
+
+    mod.build_dataset, mod.apply_global_steps = build_dataset, apply_global_steps
+    try:
+        yield seen
+    finally:
+        mod.build_dataset, mod.apply_global_steps = build, steps
+
+
+def operator_times(ds) -> list[dict]:
+    """Per-operator task time of an executed Ray Dataset, from `Dataset.get_stats_summary()`
+    (the structured form of `Dataset.stats()`): remote wall and CPU seconds summed over the
+    operator's tasks, task count, and the span from its first task start to its last end.
+    Operators of parent plans come first (execution order)."""
+    nan = float("nan")
+    out: list[dict] = []
+
+    def walk(summary, seen: set) -> None:
+        if id(summary) in seen:
+            return
+        seen.add(id(summary))
+        for parent in summary.parents:
+            walk(parent, seen)
+        for op in summary.operators_stats:
+            if op.wall_time is None:
+                continue
+            span = (op.latest_end_time - op.earliest_start_time
+                    if op.latest_end_time is not None and op.earliest_start_time is not None else nan)
+            out.append({"name": op.operator_name, "wall_s": float(op.wall_time.sum),
+                        "cpu_s": float(op.cpu_time.sum) if op.cpu_time is not None else nan,
+                        "tasks": int(op.wall_time.count), "span_s": float(span),
+                        "start": float(op.earliest_start_time) if op.earliest_start_time is not None else nan})
+
+    walk(ds.get_stats_summary(), set())
+    return out
+
+
 def run_pipeline(paths: list[str], cfg, out: Path) -> tuple[int, float, dict]:
-    """(source frames, seconds, summary) of one `run_curation` into a fresh folder `out`."""
+    """(source frames, seconds, summary) of one `run_curation` into a fresh folder `out`.
+
+    The summary also holds the Ray Data per-operator times of the run (`operators`), the
+    global steps' seconds and the streaming phase (from `build_dataset` to the global steps,
+    i.e. iteration + manifest commits + consolidation), all from the same run."""
     import pyarrow.parquet as pq
 
     from vidloom.pipelines.curation.pipeline import run_curation
 
     if out.exists():
         shutil.rmtree(out)  # the output folder resumes: a stale one would skip the work
-    start = time.perf_counter()
-    summary = run_curation(paths, out, cfg)
-    wall = time.perf_counter() - start
+    with observe_pipeline() as seen:
+        start = time.perf_counter()
+        summary = run_curation(paths, out, cfg)
+        wall = time.perf_counter() - start
     if summary.skipped_done:
         raise RuntimeError(f"{summary.skipped_done} inputs were skipped as done; the run is not comparable")
     videos = pq.read_table(out / "manifest" / "videos.parquet").to_pylist()
     frames = sum(int(v["num_frames"] or 0) for v in videos)
-    return frames, wall, {"videos": len(videos), "clips": summary.clips, "ok": summary.ok, "error": summary.error}
+    info = {"videos": len(videos), "clips": summary.clips, "ok": summary.ok, "error": summary.error,
+            "wall_s": wall, "global_steps_s": seen["global_steps_s"], "operators": [], "out": out}
+    if "stream_start" in seen and "steps_start" in seen:
+        info["stream_s"] = seen["steps_start"] - seen["stream_start"]
+    if seen["datasets"]:
+        info["operators"] = operator_times(seen["datasets"][-1])
+        starts = [o["start"] for o in info["operators"] if o["name"].startswith("MapBatches(") and o["start"] == o["start"]]
+        if "stream_start" in seen:
+            info["stream_start"] = seen["stream_start"]
+        if starts and "stream_start" in seen:
+            # Ray Data stamps task starts with time.perf_counter() (CLOCK_MONOTONIC, shared by
+            # the processes of one machine): the gap is actor start-up (stage setup, model loads).
+            info["startup_s"] = max(0.0, min(starts) - seen["stream_start"])
+    return frames, wall, info
+
+
+# -- export and global steps -----------------------------------------------------------------
+# The re-export tightens one threshold of the broadest tier (still no stricter than 360p's):
+# every clip it keeps was cut by the first export, so it must decode no source.
+TIGHTEN = "tiers.256p.sharpness_min=30"
+# The --quick videos keep no clip under the default tiers (fades: sharpness 0; counter:
+# watermark score 0.93 on its burnt-in counter), so --quick lifts the watermark limit of the
+# broadest tier and image set: counter.mp4 is then cut into 256p and images_256.
+QUICK_EXPORT_OVERRIDES = ("tiers.256p.watermark_score_max=null", "image_sets.images_256.watermark_score_max=null")
+
+
+def time_export(out: Path, overrides: Iterable[str] = ()) -> dict:
+    """`run_export` on a curated folder with the default tiers and `overrides` (first export,
+    cuts every file), then again with `TIGHTEN` added (must reuse every file: sources_decoded 0)."""
+    from vidloom.pipelines.export.runner import run_export
+    from vidloom.pipelines.export.tiers import load_export_config
+
+    result = {}
+    for key, extra in (("first", []), ("tightened", [TIGHTEN])):
+        start = time.perf_counter()
+        summary = run_export(out, load_export_config(overrides=[*overrides, *extra]))
+        result[key] = {"s": time.perf_counter() - start, "kept": summary.kept, "jobs": summary.jobs,
+                       "reused": summary.reused, "cut": summary.cut, "errors": summary.errors,
+                       "sources_decoded": summary.sources_decoded}
+    return result
+
+
+def time_global_steps(n: int) -> dict:
+    """`concepts.global_steps_benchmark` on `n` synthetic vectors (assignment on the Ray actor
+    pool, Ray being up)."""
+    from vidloom.pipelines.curation.concepts import global_steps_benchmark
+
+    return global_steps_benchmark(n=n)
 
 
 # -- (c) the per-stage sequential baseline ---------------------------------------------------
@@ -385,11 +505,56 @@ def _median(xs: list[float]) -> float:
     return float(statistics.median(xs)) if xs else float("nan")
 
 
+def stage_share_lines(info: dict, export_s: float | None) -> list[str]:
+    """The (b) time table: Ray Data's per-operator task time of the run, the global steps and
+    the first export (perf_counter), each as a share of their sum."""
+    ops = [o for o in info.get("operators", []) if o["name"].startswith("MapBatches(")]
+    rows = []
+    if "startup_s" in info:
+        rows.append(("start-up: build_dataset -> first stage task", info["startup_s"], float("nan"), "-", "-"))
+    t0 = info.get("stream_start")
+
+    def window(o: dict) -> str:  # first task start .. last task end, s after build_dataset
+        if t0 is None or o["start"] != o["start"]:
+            return "-"
+        return f"{o['start'] - t0:.1f}-{o['start'] - t0 + o['span_s']:.1f}"
+
+    rows += [(o["name"], o["wall_s"], o["cpu_s"], str(o["tasks"]), window(o)) for o in ops]
+    rows.append(("global steps (apply_global_steps, driver)", info.get("global_steps_s", float("nan")),
+                 float("nan"), "-", "-"))
+    if export_s is not None:
+        rows.append(("export (run_export, first)", export_s, float("nan"), "-", "-"))
+    total = sum(r[1] for r in rows if r[1] == r[1])
+    lines = ["(b) time per stage, last repeat: stages = Ray Data Dataset.stats() task wall/CPU s summed over",
+             "    actors; start-up, global steps, export = elapsed (perf_counter). Stages overlap in streaming,",
+             "    so shares are of the summed time, not of the elapsed run; 'tasks at' = first task start to",
+             "    last task end, s after build_dataset (later stages wait for their actors to start)",
+             f"    {'stage':<44}{'wall s':>9}{'cpu s':>9}{'tasks':>7}{'tasks at':>13}{'share':>8}"]
+    for name, wall, cpu, tasks, span in rows:
+        cpu_txt = "-" if cpu != cpu else f"{cpu:.2f}"
+        lines.append(f"    {name:<44}{wall:>9.2f}{cpu_txt:>9}{tasks:>7}{span:>13}{100 * wall / total if total else 0:>7.1f}%")
+    other = [o["name"] for o in info.get("operators", []) if not o["name"].startswith("MapBatches(")]
+    if other:
+        lines.append("    (not in the table: " + ", ".join(
+            f"{o['name']} {o['wall_s']:.2f} s" for o in info["operators"] if o["name"] in other) + ")")
+    if "stream_s" in info:
+        ends = [o["start"] + o["span_s"] - t0 for o in ops if t0 is not None and o["start"] == o["start"]]
+        last = f" (last stage task ended at {max(ends):.1f} s)" if ends else ""
+        lines.append(f"    run_curation elapsed {info['wall_s']:.1f} s = streaming (build_dataset -> manifest "
+                     f"consolidated) {info['stream_s']:.1f} s{last} + global steps {info['global_steps_s']:.1f} s + "
+                     f"other (weights check, inputs, summary) "
+                     f"{info['wall_s'] - info['stream_s'] - info['global_steps_s']:.1f} s")
+    return lines
+
+
 def run_benchmark(
-    paths: list[str], work: Path, repeat: int = 1, split_video: str | None = None, echo: Callable[[str], None] = print
+    paths: list[str], work: Path, repeat: int = 1, split_video: str | None = None, echo: Callable[[str], None] = print,
+    vectors: int = 0, export: bool = True, export_overrides: Iterable[str] = (),
 ) -> str:
-    """Run (a), (b), (c) `repeat` times back to back (and the split comparison); return the
-    report text. Ray must be startable here (or already running, e.g. a test's session)."""
+    """Run (a), (b), (c) `repeat` times back to back (and the split comparison); then the
+    export of the last (b) output twice and `global_steps_benchmark` on `vectors` synthetic
+    vectors (0: skipped); return the report text. Ray must be startable here (or already
+    running, e.g. a test's session)."""
     cfg = curation_config()
     ray_s = start_ray(2)
     rows: dict[str, list[tuple[int, float]]] = {"decode": [], "floor": [], "pipeline": [], "sequential": []}
@@ -437,6 +602,26 @@ def run_benchmark(
                  f"(per repeat: {', '.join(f'{r:.2f}' for r in ratio_floor)}; target >= 0.5)")
     lines.append(f"ratio (b)/(c) pipeline / sequential = {_median(ratio_seq):.2f}  "
                  f"(per repeat: {', '.join(f'{r:.2f}' for r in ratio_seq)}; target >= 3)")
+    if export:
+        echo("  export: first + re-export ...")
+    exp = time_export(info["out"], export_overrides) if export else None
+    lines += stage_share_lines(info, exp["first"]["s"] if exp else None)
+    if exp:
+        if export_overrides:
+            lines.append("export overrides: " + " ".join(export_overrides))
+        for key, label in (("first", "export, first"), ("tightened", f"re-export, {TIGHTEN}")):
+            e = exp[key]
+            lines.append(f"{label + ':':<48}{e['s']:>6.2f} s, files {e['jobs']} needed, {e['reused']} reused, "
+                         f"{e['cut']} cut, {e['errors']} errors, sources_decoded {e['sources_decoded']}; kept "
+                         + ", ".join(f"{k} {v}" for k, v in e["kept"].items()))
+    if vectors:
+        echo(f"  global_steps_benchmark on {vectors} vectors ...")
+        g = time_global_steps(vectors)
+        lines.append(f"global_steps_benchmark n={g['n']} dim={g['dim']}: dedup {g['dedup_s']:.2f} s "
+                     f"(cpu {g['dedup_cpu_s']:.2f}, {g['dedup_index']}, {g['duplicates_removed']} duplicates), "
+                     f"k-means fit {g['kmeans_fit_s']:.2f} s (cpu {g['kmeans_fit_cpu_s']:.2f}, k={g['kmeans_k']}), "
+                     f"assignment {g['assign_s']:.2f} s ({g['assign']}, driver cpu {g['assign_cpu_s']:.2f}, "
+                     f"{g['clusters_used']} clusters used), total {g['total_s']:.2f} s")
     if split_video:
         sp = compare_split(split_video, cfg, repeat)
         lines.append(f"shot split on {Path(split_video).name}: ours (VideoReader + ShotDetector) "
@@ -454,12 +639,16 @@ def run_benchmark(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run on 3 small videos (< 60 s)")
+    ap.add_argument("--quick", action="store_true", help="smoke run on 3 small videos (< 90 s)")
     ap.add_argument("--repeat", type=int, default=None, help="repetitions (default 3, --quick 1)")
     ap.add_argument("--copies", type=int, default=3, help="times the corpus is listed (distinct paths)")
+    ap.add_argument("--vectors", type=int, default=None,
+                    help="synthetic vectors for global_steps_benchmark (default 100000, --quick 5000; 0 = skip)")
+    ap.add_argument("--no-export", action="store_true", help="skip timing run_export on the pipeline output")
     ap.add_argument("--work", type=Path, default=DEFAULT_WORK, help="scratch folder (samples are cached here)")
     args = ap.parse_args(argv)
     repeat = args.repeat or (1 if args.quick else 3)
+    vectors = args.vectors if args.vectors is not None else (5000 if args.quick else 100_000)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     if args.quick:
@@ -471,7 +660,9 @@ def main(argv: list[str] | None = None) -> int:
     split_video = str(PYSCENEDETECT_DATA / "testvideo.mp4")
     paths = replicate(files, work / "corpus", copies)
     print(f"running on {len(paths)} inputs ({len(files)} files x {copies}) ...", flush=True)
-    report = run_benchmark(paths, work, repeat=repeat, split_video=split_video)
+    report = run_benchmark(paths, work, repeat=repeat, split_video=split_video, vectors=vectors,
+                           export=not args.no_export,
+                           export_overrides=QUICK_EXPORT_OVERRIDES if args.quick else ())
     print(report)
     return 0
 

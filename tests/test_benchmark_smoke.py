@@ -29,13 +29,13 @@ def _load_benchmark():
 @pytest.mark.timeout(300)
 def test_quick_benchmark_reports_ratios(ray_session, tmp_path, capsys):
     files = [PYSCENEDETECT_DATA / name for name in TINY]
-    if not all(f.is_file() for f in files):
-        pytest.skip(f"PySceneDetect test videos not found under {PYSCENEDETECT_DATA}")
+    assert all(f.is_file() for f in files), f"PySceneDetect test videos missing under {PYSCENEDETECT_DATA}"
     bench = _load_benchmark()
     paths = bench.replicate(files, tmp_path / "corpus", copies=1)
     assert len(set(paths)) == 2
 
-    report = bench.run_benchmark(paths, tmp_path, repeat=1, split_video=str(files[0]))
+    report = bench.run_benchmark(paths, tmp_path, repeat=1, split_video=str(files[0]), vectors=2000,
+                                 export_overrides=bench.QUICK_EXPORT_OVERRIDES)
     print(report)
     out = capsys.readouterr().out
 
@@ -49,3 +49,25 @@ def test_quick_benchmark_reports_ratios(ray_session, tmp_path, capsys):
     assert frames and int(frames.group(1)) == 280, out
     assert "note:" not in out, out  # no frame-count disagreement between (a), (b), (c)
     assert "cuts ours" in out and "cuts detect" in out
+
+    # Part 2: the per-stage time table from Ray Data's stats of the run's Dataset ...
+    for stage in ("VideoAnalysisStage", "TextDetectionStage", "QualityStage", "WatermarkStage",
+                  "EmbeddingStage", "CaptioningStage"):
+        row = re.search(rf"MapBatches\({stage}\)\s+([0-9.]+)\s+([0-9.]+)\s+(\d+)\s+[0-9.]+-[0-9.]+\s+([0-9.]+)%", out)
+        assert row, (stage, out)
+        assert int(row.group(3)) >= 1  # tasks ran
+    assert re.search(r"start-up: build_dataset -> first stage task\s+[0-9.]+", out), out
+    assert re.search(r"global steps \(apply_global_steps, driver\)\s+[0-9.]+", out), out
+    shares = [float(x) for x in re.findall(r"([0-9.]+)%$", out, re.M)]
+    assert abs(sum(shares) - 100) < 1.0, shares
+    # ... the export (counter.mp4 is cut with the quick overrides) and a re-export decoding nothing ...
+    first = re.search(r"export, first:\s+[0-9.]+ s, files (\d+) needed, 0 reused, (\d+) cut, 0 errors, "
+                      r"sources_decoded (\d+)", out)
+    assert first and int(first.group(2)) >= 1 and int(first.group(3)) == 1, out
+    again = re.search(r"re-export, \S+:\s+[0-9.]+ s, files (\d+) needed, (\d+) reused, 0 cut, 0 errors, "
+                      r"sources_decoded 0", out)
+    assert again and again.group(1) == again.group(2), out
+    # ... and the global steps on synthetic vectors.
+    g = re.search(r"global_steps_benchmark n=2000 dim=512: dedup ([0-9.]+) s .* k-means fit ([0-9.]+) s "
+                  r".* assignment ([0-9.]+) s", out)
+    assert g, out
