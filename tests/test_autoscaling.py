@@ -148,8 +148,7 @@ def test_submit_status_and_stop_commands(local_cluster, auth, capsys, tmp_path):
 
 
 def test_auth_mismatch_is_a_clear_error(local_cluster, auth, monkeypatch):
-    if auth != "token":
-        pytest.skip("this Ray cluster runs without token authentication")
+    assert auth == "token", "Ray 2.60 starts clusters with token authentication unless RAY_AUTH_MODE=disabled"
     # A fresh process: this one has joined token-auth Ray clusters, after which Ray's client adds
     # the token to every request by itself.
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}

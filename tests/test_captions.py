@@ -4,6 +4,8 @@ a tiny random Qwen2-VL saved with save_pretrained, and the stage under Ray Data.
 
 from __future__ import annotations
 
+import importlib
+
 import base64
 import json
 import re
@@ -282,9 +284,9 @@ def test_local_backend_without_weights_names_the_setting(tmp_path: Path) -> None
 @pytest.fixture(scope="module")
 def tiny_vlm(tmp_path_factory) -> Path:
     """A randomly initialised one-layer Qwen2-VL and its processor, saved with save_pretrained."""
-    torch = pytest.importorskip("torch")
-    tokenizers = pytest.importorskip("tokenizers")
-    transformers = pytest.importorskip("transformers")
+    torch = importlib.import_module("torch")
+    tokenizers = importlib.import_module("tokenizers")
+    transformers = importlib.import_module("transformers")
     folder = tmp_path_factory.mktemp("tiny_qwen2_vl")
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                 "<|image_pad|>", "<|video_pad|>", "[UNK]"]

@@ -5,7 +5,6 @@ headless Chromium (screenshot, console, requests, images)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import json
 import re
 
@@ -65,7 +67,7 @@ def _diffusers_forward(model, x, t, text, mask, pooled):
 
 
 def test_dit_vidloom_to_diffusers_loads_in_diffusers_with_same_outputs(tiny_dit, tmp_path):
-    diffusers = pytest.importorskip("diffusers")
+    diffusers = importlib.import_module("diffusers")
     model, export = tiny_dit
     inputs = _dit_inputs(model.config)
     with torch.no_grad():
@@ -140,7 +142,7 @@ def _vae_inputs():
 
 
 def test_vae_vidloom_to_diffusers_loads_in_diffusers_with_same_outputs(tiny_vae, tmp_path):
-    diffusers = pytest.importorskip("diffusers")
+    diffusers = importlib.import_module("diffusers")
     model, export = tiny_vae
     video, z = _vae_inputs()
     model.disable_tiling()
@@ -153,7 +155,8 @@ def test_vae_vidloom_to_diffusers_loads_in_diffusers_with_same_outputs(tiny_vae,
     theirs.disable_tiling()
     with torch.no_grad():
         assert (theirs.encode(video).latent_dist.mean - mean).abs().max() <= TOL
-        assert (theirs.decode(z).sample - dec).abs().max() <= TOL
+        # Random weights decode to values far outside [-1, 1]; compare at the output's scale.
+        assert (theirs.decode(z).sample - dec).abs().max() <= TOL * max(1.0, float(dec.abs().max()))
 
     back = tmp_path / "back"
     assert convert_main(["vae", str(tmp_path), str(back)]) == 0  # a pipeline folder with vae/ inside

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import re
 
 import pytest
@@ -18,7 +20,7 @@ from vidloom.models.dit.key_maps import (
 )
 from vidloom.models.dit.loading import dit_from_state
 
-diffusers = pytest.importorskip("diffusers")
+diffusers = importlib.import_module("diffusers")
 from diffusers import HunyuanVideoTransformer3DModel  # noqa: E402
 
 
