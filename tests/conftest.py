@@ -4,7 +4,11 @@ curation run over the corpus plus PySceneDetect's test videos that many tests re
 from __future__ import annotations
 
 import os
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -54,3 +58,58 @@ def pyscenedetect_dir() -> Path:
     """PySceneDetect's test videos (../shared/data/pyscenedetect), read in place."""
     assert PYSCENEDETECT_DATA.is_dir(), f"shared test data missing at {PYSCENEDETECT_DATA}"
     return PYSCENEDETECT_DATA
+
+
+# -- a local stand-in for an OpenAI-compatible chat server (VLM captioner, prompt rewriter) ---------
+# The only stand-in in the test suite: it replaces an external service we cannot run here, so
+# the real client code is what the tests exercise.
+Responder = Callable[[dict, int], tuple[int, str]]  # (request body, request number) -> (HTTP status, content)
+
+
+class ChatStandIn:
+    """Speaks /v1/chat/completions on 127.0.0.1; `respond` decides each reply."""
+
+    def __init__(self, respond: Responder):
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        self.lock = threading.Lock()
+        state = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server naming
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with state.lock:
+                    state.requests.append(body)
+                    state.headers.append(dict(self.headers))
+                    n = len(state.requests)
+                status, content = respond(body, n) if self.path == "/v1/chat/completions" else (404, "")
+                payload = (json.dumps({"id": str(n), "object": "chat.completion", "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": content}}]})
+                    if status == 200 else json.dumps({"error": content})).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_port}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "ChatStandIn":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def chat_stand_in():
+    """`chat_stand_in(respond)`: a context manager serving /v1/chat/completions on
+    127.0.0.1, where `respond(body, n)` returns (HTTP status, assistant content)."""
+    return ChatStandIn

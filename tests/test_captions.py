@@ -9,10 +9,7 @@ import importlib
 import base64
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -59,52 +56,6 @@ def _ok_clips(row: dict) -> list[dict]:
     return [c for c in loads(row["clips_json"]) if c["status"] == "ok"]
 
 
-# -- a local stand-in for an OpenAI-compatible VLM server ------------------------------------------
-Responder = Callable[[dict, int], tuple[int, str]]  # (request body, request number) -> (HTTP status, content)
-
-
-class _VLMServer:
-    """Speaks /v1/chat/completions on 127.0.0.1; `respond` decides each reply."""
-
-    def __init__(self, respond: Responder):
-        self.requests: list[dict] = []
-        self.headers: list[dict] = []
-        self.lock = threading.Lock()
-        state = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server naming
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with state.lock:
-                    state.requests.append(body)
-                    state.headers.append(dict(self.headers))
-                    n = len(state.requests)
-                status, content = respond(body, n) if self.path == "/v1/chat/completions" else (404, "")
-                payload = (json.dumps({"id": str(n), "object": "chat.completion", "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": content}}]})
-                    if status == 200 else json.dumps({"error": content})).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_port}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "_VLMServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def _prompt_text(body: dict) -> str:
     return "".join(p["text"] for p in body["messages"][1]["content"] if p["type"] == "text")
 
@@ -120,10 +71,10 @@ def _openai(url: str, **kw) -> dict:
     return {"backend": "openai", "base_url": url, "model": "vlm-test", "backoff_s": 0.01, "timeout_s": 10.0, **kw}
 
 
-def test_openai_backend_sends_frames_as_images_with_schema_prompt(rows, monkeypatch) -> None:
+def test_openai_backend_sends_frames_as_images_with_schema_prompt(rows, monkeypatch, chat_stand_in) -> None:
     monkeypatch.setenv("VIDLOOM_CAPTION_API_KEY", "sekret")
     row = rows["v03_rocket_film.mkv"]
-    with _VLMServer(lambda body, n: (200, _caption_reply(body))) as srv:
+    with chat_stand_in(lambda body, n: (200, _caption_reply(body))) as srv:
         out = _stage(**_openai(srv.base_url, frames_per_clip=3, max_concurrent_requests=2)).process_row(row)
     clips, frames = _ok_clips(out), clip_frames(row)
     assert len(srv.requests) == len(clips) == 3
@@ -186,18 +137,18 @@ def test_reply_normalisation_of_fields_and_types() -> None:
         parse_caption_reply("I cannot see any frames.", {"camera_motion": "zoom in"})
 
 
-def test_openai_backend_retries_429_and_500_then_succeeds(rows) -> None:
+def test_openai_backend_retries_429_and_500_then_succeeds(rows, chat_stand_in) -> None:
     row = rows["v03_rocket_film.mkv"]
     clip, frames = _ok_clips(row)[0], clip_frames(row)[0]
     statuses = {1: 500, 2: 429}
-    with _VLMServer(lambda body, n: (statuses.get(n, 200), "```json\n" + _caption_reply(body) + "\n```")) as srv:
+    with chat_stand_in(lambda body, n: (statuses.get(n, 200), "```json\n" + _caption_reply(body) + "\n```")) as srv:
         backend = build_caption_backend(CaptionConfig(**_openai(srv.base_url, max_retries=3)))
         (outcome,) = backend.caption_many([(clip, frames)])
     assert len(srv.requests) == 3
     assert outcome.error == "" and outcome.caption.camera_movement == clip["camera_motion"]
 
 
-def test_failing_clip_gets_reason_while_others_are_captioned(rows) -> None:
+def test_failing_clip_gets_reason_while_others_are_captioned(rows, chat_stand_in) -> None:
     row = rows["v03_rocket_film.mkv"]
     victim = _ok_clips(row)[1]["camera_motion"]
 
@@ -206,7 +157,7 @@ def test_failing_clip_gets_reason_while_others_are_captioned(rows) -> None:
             return 503, "overloaded"
         return 200, "Caption follows. " + _caption_reply(body) + " Thanks."
 
-    with _VLMServer(respond) as srv:
+    with chat_stand_in(respond) as srv:
         out = _stage(**_openai(srv.base_url, max_retries=2)).process_row(row)
     clips = loads(out["clips_json"])
     failed = [c for c in clips if c["camera_motion"] == victim]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -22,52 +20,9 @@ from vidloom.platform.caption_schema import CAMERA_MOVEMENTS, CAPTION_FIELDS, Ca
 from vidloom.platform.weights import MissingWeightsError
 
 
-class _StandIn:
-    """A tiny OpenAI-compatible server on 127.0.0.1 that fails the first `fail_first` calls."""
-
-    def __init__(self, reply_text: str, fail_first: int = 0, fail_status: int = 500):
-        self.requests: list[dict] = []
-        self.headers: list[dict] = []
-        state = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server naming
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                state.requests.append(body)
-                state.headers.append(dict(self.headers))
-                if self.path != "/v1/chat/completions":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                if len(state.requests) <= fail_first:
-                    self.send_response(fail_status)
-                    self.end_headers()
-                    self.wfile.write(b'{"error": "busy"}')
-                    return
-                payload = json.dumps(
-                    {"id": "x", "object": "chat.completion",
-                     "choices": [{"index": 0, "message": {"role": "assistant", "content": reply_text}}]}
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args) -> None:
-                return
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_port}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "_StandIn":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def _stand_in(factory, reply_text: str, fail_first: int = 0, fail_status: int = 500):
+    """The shared chat stand-in, failing the first `fail_first` calls with `fail_status`."""
+    return factory(lambda body, n: (fail_status, "busy") if n <= fail_first else (200, reply_text))
 
 
 def _client(url: str, **kw) -> OpenAICompatRewriter:
@@ -75,9 +30,9 @@ def _client(url: str, **kw) -> OpenAICompatRewriter:
                                                         "timeout_s": 5.0, **kw}))
 
 
-def test_openai_client_sends_chat_and_parses_reply(monkeypatch) -> None:
+def test_openai_client_sends_chat_and_parses_reply(monkeypatch, chat_stand_in) -> None:
     monkeypatch.setenv("VIDLOOM_REWRITER_API_KEY", "sekret")
-    with _StandIn("  A small dog sprints across green grass in bright daylight.  ") as srv:
+    with _stand_in(chat_stand_in, "  A small dog sprints across green grass in bright daylight.  ") as srv:
         res = _client(srv.base_url).rewrite("小狗在草地上奔跑", mode="Master")
     assert res.text == "A small dog sprints across green grass in bright daylight."
     assert res.mode == "master" and res.backend == "openai" and res.fields is None
@@ -88,35 +43,35 @@ def test_openai_client_sends_chat_and_parses_reply(monkeypatch) -> None:
     assert srv.headers[0]["Authorization"] == "Bearer sekret"
 
 
-def test_openai_client_retries_on_500() -> None:
-    with _StandIn("ok text", fail_first=2) as srv:
+def test_openai_client_retries_on_500(chat_stand_in) -> None:
+    with _stand_in(chat_stand_in, "ok text", fail_first=2) as srv:
         res = _client(srv.base_url, max_retries=3).rewrite("a cat")
     assert res.text == "ok text"
     assert len(srv.requests) == 3
 
 
-def test_openai_client_gives_up_after_retries_and_on_4xx() -> None:
-    with _StandIn("never", fail_first=10) as srv:
+def test_openai_client_gives_up_after_retries_and_on_4xx(chat_stand_in) -> None:
+    with _stand_in(chat_stand_in, "never", fail_first=10) as srv:
         with pytest.raises(RewriterError, match="after 3 attempts"):
             _client(srv.base_url, max_retries=2).rewrite("a cat")
     assert len(srv.requests) == 3
-    with _StandIn("never", fail_first=10, fail_status=401) as srv:
+    with _stand_in(chat_stand_in, "never", fail_first=10, fail_status=401) as srv:
         with pytest.raises(RewriterError, match="HTTP 401"):
             _client(srv.base_url, max_retries=2).rewrite("a cat")
     assert len(srv.requests) == 1  # a client error is not retried
 
 
-def test_openai_client_parses_caption_json_reply() -> None:
+def test_openai_client_parses_caption_json_reply(chat_stand_in) -> None:
     caption = {"short_description": "A cat naps.", "dense_description": "A grey cat naps on a sofa.",
                "lighting": "soft window light", "camera_movement": "static shot"}
-    with _StandIn("```json\n" + json.dumps(caption) + "\n```") as srv:
+    with _stand_in(chat_stand_in, "```json\n" + json.dumps(caption) + "\n```") as srv:
         res = _client(srv.base_url).rewrite("cat")
     assert res.fields is not None and res.fields["camera_movement"] == "static shot"
     assert res.text.startswith("A grey cat naps on a sofa.") and "Lighting: soft window light." in res.text
 
 
-def test_unreachable_server_raises_after_retries() -> None:
-    with _StandIn("x") as srv:
+def test_unreachable_server_raises_after_retries(chat_stand_in) -> None:
+    with _stand_in(chat_stand_in, "x") as srv:
         url = srv.base_url
     with pytest.raises(RewriterError):
         _client(url, max_retries=1, timeout_s=1).rewrite("a cat")
