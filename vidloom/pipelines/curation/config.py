@@ -82,7 +82,13 @@ class StagesConfig(StrictModel):
     captioning: StageResources = StageResources(num_cpus=0.1, memory_gb=0.4, max_workers=2)
 
 
+STAGE_ORDER = ("video_analysis", "text_detection", "quality", "watermark", "embedding", "captioning")
+StageName = Literal["video_analysis", "text_detection", "quality", "watermark", "embedding", "captioning"]
+
+
 class CurationConfig(StrictModel):
+    # The pipeline is data: which stages run, in their fixed order (decode first, the VLM last).
+    pipeline: list[StageName] = list(STAGE_ORDER)
     decode: DecodeConfig = DecodeConfig()
     split: SplitConfig = SplitConfig()
     signals: SignalsConfig = SignalsConfig()
@@ -94,6 +100,15 @@ class CurationConfig(StrictModel):
     dedup: DedupConfig = DedupConfig()
     concepts: ConceptsConfig = ConceptsConfig()
     stages: StagesConfig = StagesConfig()
+
+    @model_validator(mode="after")
+    def _pipeline_order(self) -> "CurationConfig":
+        stages = list(self.pipeline)
+        if not stages or stages[0] != "video_analysis":
+            raise ValueError("pipeline must start with video_analysis (the one stage that decodes)")
+        if stages != [s for s in STAGE_ORDER if s in stages]:
+            raise ValueError(f"pipeline must keep the stage order {list(STAGE_ORDER)}, got {stages}")
+        return self
 
 
 def load_curation_config(config_file: str | Path | None = None, overrides: Iterable[str] = ()) -> CurationConfig:

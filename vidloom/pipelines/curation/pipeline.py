@@ -76,7 +76,8 @@ def build_dataset(sources: list[str], config: CurationConfig):
     cfg = config.model_dump(mode="json")
     ds = ray.data.from_items([new_video_row(s) for s in sources], override_num_blocks=max(1, len(sources)))
     for name, stage in STAGES:
-        ds = apply_stage(ds, stage, {"config": cfg}, getattr(config.stages, name))
+        if name in config.pipeline:
+            ds = apply_stage(ds, stage, {"config": cfg}, getattr(config.stages, name))
     # Frames stop here: only records, thumbnails and embeddings travel to the driver.
     return ds.select_columns(["video_id", "source", "video_json", "clips_json", "thumbs", "embeddings"])
 
@@ -115,7 +116,8 @@ def run_curation(inputs: Iterable[str], out: str | Path, config: CurationConfig)
             store.commit(video, clips, row["thumbs"] or [], row["embeddings"] or [])
             seconds_this_run += float(video.get("duration_s") or 0.0)
     videos, clips = store.consolidate(video_id(s) for s in sources)
-    clips = apply_global_steps(store, clips, config)
+    if "embedding" in config.pipeline:
+        clips = apply_global_steps(store, clips, config)
     vstatus = videos.column("status").to_pylist()
     cstatus = clips.column("status").to_pylist()
     wall = time.perf_counter() - start
