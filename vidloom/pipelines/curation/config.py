@@ -70,16 +70,19 @@ class StagesConfig(StrictModel):
     the time, so their CPU requests are scheduling weights that let two analysis actors and
     one actor of every other stage fit on a 2-core machine (a whole CPU for text detection
     starved the second analysis actor and halved throughput, measured). Raise them, and
-    `num_gpus`, when a stage runs a real model (DOVER, open_clip, YOLO, a VLM). `memory_gb`
-    is each actor's measured resident size on the sample corpus, rounded up.
+    `num_gpus`, when a stage runs a real model (DOVER, open_clip, YOLO, a VLM).
+    Measured resident size per actor on the sample corpus (set `memory_gb` to reserve it on a
+    cluster): analysis ~0.6 GB, text ~0.6, quality ~0.4, watermark ~0.2, embedding ~0.15,
+    captioning ~0.3. No reservation by default: node types that do not list their memory (a
+    fake local cluster) would otherwise never be chosen by the autoscaler.
     """
 
-    video_analysis: StageResources = StageResources(num_cpus=0.8, memory_gb=1.0, max_workers=8)
-    text_detection: StageResources = StageResources(num_cpus=0.15, memory_gb=0.6, max_workers=4)
-    quality: StageResources = StageResources(num_cpus=0.05, memory_gb=0.5, max_workers=2)
-    watermark: StageResources = StageResources(num_cpus=0.05, memory_gb=0.25, max_workers=2)
-    embedding: StageResources = StageResources(num_cpus=0.05, memory_gb=0.2, max_workers=2)
-    captioning: StageResources = StageResources(num_cpus=0.1, memory_gb=0.4, max_workers=2)
+    video_analysis: StageResources = StageResources(num_cpus=0.8, max_workers=8)
+    text_detection: StageResources = StageResources(num_cpus=0.15, max_workers=4)
+    quality: StageResources = StageResources(num_cpus=0.05, max_workers=2)
+    watermark: StageResources = StageResources(num_cpus=0.05, max_workers=2)
+    embedding: StageResources = StageResources(num_cpus=0.05, max_workers=2)
+    captioning: StageResources = StageResources(num_cpus=0.1, max_workers=2)
 
 
 STAGE_ORDER = ("video_analysis", "text_detection", "quality", "watermark", "embedding", "captioning")
