@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 
 import json
-import re
 
 import pytest
 import torch
@@ -15,27 +14,9 @@ from vidloom.jobs.convert import main as convert_main
 from vidloom.models import load_dit, load_vae
 from vidloom.models.vae.key_map import to_diffusers_state_dict
 from vidloom.models.weights_io import is_vidloom_export
+from dit_inputs import randomize
 
 TOL = 1e-5
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    # Tiny models on a shared 2-core box: intra-op threads only add contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _randomize(model: torch.nn.Module, seed: int = 0) -> None:
-    """Random values everywhere (zero-initialised modulations too) so a wrong key map shows."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=g)
-            is_norm_scale = re.search(r"norm\d?\.weight$", name) is not None
-            p.copy_(1 + 0.1 * noise if is_norm_scale else 0.05 * noise)
 
 
 def _dit_inputs(cfg, seed: int = 0):
@@ -52,7 +33,7 @@ def _dit_inputs(cfg, seed: int = 0):
 def tiny_dit(tmp_path_factory):
     """A fully random tiny DiT saved as a vidloom export (the source of the conversions)."""
     model = load_dit("tiny").eval()
-    _randomize(model)
+    randomize(model)
     folder = tmp_path_factory.mktemp("dit_src") / "export"
     from vidloom.models.dit import save_dit
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 
 import pytest
 import torch
@@ -20,37 +19,7 @@ from vidloom.models.dit import (
 )
 from vidloom.models.dit.rope import apply_rope, rope_3d
 from vidloom.models.weights_io import is_vidloom_export
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    # Tiny models on a shared 2-core box: intra-op threads only add contention (100x slower).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def make_inputs(cfg, batch=2, latent=(3, 8, 8), text_len=7, valid=(7, 4), seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, cfg.in_channels, *latent, generator=g)
-    text = torch.randn(batch, text_len, cfg.text_dim, generator=g)
-    mask = torch.zeros(batch, text_len, dtype=torch.long)
-    for i, n in enumerate(valid[:batch]):
-        mask[i, :n] = 1
-    pooled = torch.randn(batch, cfg.pooled_dim, generator=g)
-    t = torch.tensor([500.0, 250.0][:batch])
-    return x, t, text, mask, pooled
-
-
-def randomize(model: torch.nn.Module, seed: int = 0) -> None:
-    """Give every parameter (incl. zero-initialised modulations) random values."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=g)
-            is_norm_scale = re.search(r"norm\d?\.weight$", name) is not None
-            p.copy_(1 + 0.1 * noise if is_norm_scale else 0.05 * noise)
+from dit_inputs import make_inputs, randomize
 
 
 def test_tier_parameter_counts():
