@@ -19,7 +19,7 @@ from vidloom.pipelines.curation.embeddings import (
     describe_clip,
     load_embeddings,
 )
-from vidloom.pipelines.curation.embeddings.open_clip_backend import file_digest
+from vidloom.platform.weights import file_digest
 from vidloom.pipelines.curation.manifest import ManifestStore
 from vidloom.pipelines.curation.rows import loads, new_video_row
 from vidloom.pipelines.curation.stages.embedding import EmbeddingStage

@@ -185,7 +185,7 @@ def test_training_job_runs_offline_and_writes_weights_and_metrics(trained):
 
 def test_yolo_backend_runs_on_clip_frames(trained, analysed):
     from vidloom.pipelines.curation.stages.watermark import WatermarkStage
-    from vidloom.pipelines.curation.watermark.yolo import weights_hash
+    from vidloom.platform.weights import file_digest
 
     weights = trained["out"] / "watermark_yolo.pt"
     stage = WatermarkStage({"watermark": {"backend": "yolo", "weights": str(weights)}})
@@ -194,7 +194,7 @@ def test_yolo_backend_runs_on_clip_frames(trained, analysed):
     clips = [c for c in loads(row["clips_json"]) if c["status"] == "ok"]
     assert len(clips) == 4
     for clip in clips:
-        assert clip["watermark_backend"] == f"yolo:{weights_hash(weights)}"
+        assert clip["watermark_backend"] == f"yolo:{file_digest(weights)}"
         assert 0.0 <= clip["watermark_score"] <= 1.0
         for box in clip["watermark_boxes"]:
             assert len(box) == 4 and 0 <= box[0] <= box[2] <= 480 and 0 <= box[1] <= box[3] <= 270

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vidloom.pipelines.curation.watermark.synthetic import write_yolo_dataset
-from vidloom.pipelines.curation.watermark.yolo import offline_ultralytics, weights_hash
+from vidloom.pipelines.curation.watermark.yolo import offline_ultralytics
+from vidloom.platform.weights import file_digest
 
 ARCHITECTURES = ("yolo11n", "yolov8n")
 
@@ -117,7 +118,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "map50": round(float(box.map50), 4),
         "map50_95": round(float(box.map), 4),
         "weights": str(exported),
-        "weights_sha256_12": weights_hash(exported),
+        "weights_sha256_12": file_digest(exported),
         "onnx": "skipped: --no-onnx" if args.no_onnx else _export_onnx(model, args.imgsz),
         "config": {k: v for k, v in vars(args).items() if k not in ("out",)},
         "dataset": json.loads((out / "dataset" / "dataset.json").read_text()),

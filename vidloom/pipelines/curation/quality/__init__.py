@@ -6,7 +6,6 @@ from vidloom.pipelines.curation.quality.dover import DOVER, DoverScores, fuse
 from vidloom.pipelines.curation.quality.loading import (
     CHECKPOINT_SETTING,
     DoverCheckpointError,
-    checkpoint_hash,
     load_dover,
     load_dover_state,
     unwrap_state_dict,
@@ -35,7 +34,6 @@ __all__ = [
     "QualityConfig",
     "aesthetic_view",
     "check_quality_weights",
-    "checkpoint_hash",
     "fragment_mosaic",
     "fuse",
     "load_dover",

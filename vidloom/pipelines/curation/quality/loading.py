@@ -10,7 +10,6 @@ listing what differs: a silently half-loaded quality model would score every cli
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import torch
 
 from vidloom.models.weights_io import read_state_dict
 from vidloom.pipelines.curation.quality.dover import DOVER
-from vidloom.platform.weights import MissingWeightsError, resolve_weights
+from vidloom.platform.weights import MissingWeightsError, file_digest, resolve_weights
 
 CHECKPOINT_SETTING = "curation.quality.dover_checkpoint"
 CHECKPOINT_NAME = "DOVER.pth"
@@ -40,15 +39,6 @@ def find_checkpoint(value: str | Path | None, setting: str = CHECKPOINT_SETTING)
             raise MissingWeightsError(setting, value, f"folder has no {CHECKPOINT_NAME}")
         path = candidate
     return path
-
-
-def checkpoint_hash(path: str | Path, digits: int = 12) -> str:
-    """First `digits` hex digits of the file's SHA-256 (recorded as ``dover:<hash>``)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:digits]
 
 
 def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -99,4 +89,4 @@ def load_dover(value: str | Path | None, device: str | torch.device = "cpu") -> 
     with torch.device("meta"):
         model = DOVER()
     load_dover_state(model, state, str(path), assign=True)
-    return model.float().to(device).eval(), checkpoint_hash(path)
+    return model.float().to(device).eval(), file_digest(path)

@@ -9,12 +9,13 @@ import); training and inference in vidloom always go through it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from vidloom.platform.weights import file_digest
 
 _SETTINGS_DIR = Path(os.path.expanduser("~")) / ".cache" / "vidloom" / "ultralytics"
 
@@ -32,15 +33,6 @@ def offline_ultralytics(settings_dir: str | Path | None = None):
     if SETTINGS.get("sync", False):
         SETTINGS.update({"sync": False})
     return ultralytics
-
-
-def weights_hash(path: str | Path, length: int = 12) -> str:
-    """Short SHA-256 of a weights file: names the exact detector in `watermark_backend`."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:length]
 
 
 def _iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -63,7 +55,7 @@ class YoloWatermarkDetector:
         if str(device) == "cpu":
             torch.set_num_threads(threads)
         self.weights = Path(weights)
-        self.hash = weights_hash(self.weights)
+        self.hash = file_digest(self.weights)
         self.model = YOLO(str(self.weights), task="detect")
         self.device, self.imgsz, self.conf = str(device), int(imgsz), float(conf)
 
