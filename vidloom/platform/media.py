@@ -244,3 +244,17 @@ def jpeg_bytes(rgb: np.ndarray, quality: int = 85) -> bytes:
     if not ok:
         raise ValueError(f"could not JPEG-encode a frame of shape {np.shape(rgb)}")
     return buf.tobytes()
+
+
+def as_gray(frame: np.ndarray) -> np.ndarray:
+    """A grey H×W view of an RGB H×W×3, single-channel H×W×1 or grey H×W uint8 frame."""
+    import cv2
+
+    img = np.asarray(frame)
+    if img.ndim == 3 and img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    elif img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim != 2:
+        raise ValueError(f"expected an H×W grey or H×W×3 RGB frame, got shape {img.shape}")
+    return img

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from vidloom.platform.media import as_gray
+
 __all__ = ["GlobalMotion", "MotionEstimator", "estimate_global_motion", "to_motion_gray"]
 
 #: Default short side (px) of the grey frames flow is computed on. Camera motion is a
@@ -90,13 +92,7 @@ def to_motion_gray(frame: np.ndarray, short_side: int = MOTION_SHORT_SIDE) -> np
     """Grey uint8 copy of an RGB (H×W×3) or grey (H×W) frame with its short side shrunk to
     `short_side` px (never enlarged). INTER_AREA averages, which also suppresses the noise and
     compression blocking that would otherwise show up as spurious flow."""
-    img = np.asarray(frame)
-    if img.ndim == 3 and img.shape[2] == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-    elif img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim != 2:
-        raise ValueError(f"expected an H×W grey or H×W×3 RGB frame, got shape {img.shape}")
+    img = as_gray(frame)
     if img.dtype != np.uint8:
         img = np.clip(img, 0, 255).astype(np.uint8)
     h, w = img.shape

@@ -14,6 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from vidloom.platform.media import as_gray
+
 __all__ = ["laplacian_variance", "best_start_frame"]
 
 
@@ -24,13 +26,7 @@ def laplacian_variance(gray: np.ndarray) -> float:
     full range of the second derivative (uint8 output would clip negative responses) at half
     the memory traffic of CV_64F; the variance is accumulated in float64 by meanStdDev.
     """
-    img = np.asarray(gray)
-    if img.ndim == 3 and img.shape[2] == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-    elif img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim != 2:
-        raise ValueError(f"expected an H×W grey or H×W×3 RGB frame, got shape {img.shape}")
+    img = as_gray(gray)
     if img.size == 0:
         return 0.0
     lap = cv2.Laplacian(img, cv2.CV_32F, ksize=1)
