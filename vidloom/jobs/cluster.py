@@ -127,17 +127,31 @@ def up_local(cluster: LocalCluster, idle_timeout_minutes: float | None = None, c
         down_local(cluster)
         raise RuntimeError(f"ray start failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            # Any answer means the dashboard is up; with token auth it is 401 without a token.
-            if requests.get(f"{cluster.dashboard_url}/api/version", timeout=5).status_code < 500:
-                return cluster
-        except requests.RequestException:
-            pass
+    while not _dashboard_answers(cluster.dashboard_url, requests) or not _port_open(cluster.agent_listen_port):
+        # Jobs go through the head's dashboard agent, which starts after the dashboard.
         if time.monotonic() > deadline:
             down_local(cluster)
-            raise RuntimeError(f"the dashboard at {cluster.dashboard_url} did not answer within {timeout_s:.0f} s")
+            raise RuntimeError(f"the dashboard at {cluster.dashboard_url} or its job agent (port "
+                               f"{cluster.agent_listen_port}) did not answer within {timeout_s:.0f} s; see "
+                               f"{cluster.state_dir / 'ray'}/session_latest/logs/dashboard_agent.log")
         time.sleep(1)
+    return cluster
+
+
+def _dashboard_answers(url: str, requests) -> bool:
+    try:
+        # Any answer means the dashboard is up; with token auth it is 401 without a token.
+        return requests.get(f"{url}/api/version", timeout=5).status_code < 500
+    except requests.RequestException:
+        return False
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def cluster_pids(cluster: LocalCluster) -> list[int]:

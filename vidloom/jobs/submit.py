@@ -113,6 +113,9 @@ def build_request(kind: str, run: str, job_args: list[str], *, working_dir: str 
     )
 
 
+AGENT_NOT_READY = "No available agent to submit job"
+
+
 def job_info(client, job_id: str):
     """The job's `JobDetails`, or None when no job has this submission id."""
     try:
@@ -135,7 +138,20 @@ def submit(client, request: JobRequest, replace: bool = False, timeout_s: float 
             call(client, "stop_job", request.submission_id)
             wait(client, request.submission_id, timeout_s)
         call(client, "delete_job", request.submission_id)
-    return call(client, "submit_job", **request.kwargs())
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return call(client, "submit_job", **request.kwargs())
+        except RuntimeError as exc:
+            # A head that has just started answers before its job agent has registered;
+            # Ray asks to try again later, and nothing was submitted.
+            if AGENT_NOT_READY not in str(exc) or time.monotonic() > deadline:
+                if AGENT_NOT_READY in str(exc):
+                    raise JobsError(f"the head node's job agent did not come up within {timeout_s:.0f} s; see "
+                                    "dashboard_agent.log in the head's Ray session logs") from None
+                raise
+            print("waiting for the head node's job agent ...", file=sys.stderr)
+            time.sleep(2.0)
 
 
 def wait(client, job_id: str, timeout_s: float = 3600.0, poll_s: float = 1.0) -> str:

@@ -27,7 +27,11 @@ def apply_global_steps(store: ManifestStore, clips: pa.Table, config: CurationCo
     ids, vectors, backend = load_embeddings(store.embeddings_path)
     rows = clips.to_pylist()
     by_id = {r["clip_id"]: r for r in rows}
-    keep = [i for i, c in enumerate(ids) if by_id.get(c, {}).get("status") == "ok"]
+    # Clip order (source, start frame), not input order: the same clips give the same
+    # duplicate groups and concepts however the inputs were listed or resumed.
+    position = {r["clip_id"]: i for i, r in enumerate(rows)}
+    keep = sorted((i for i, c in enumerate(ids) if by_id.get(c, {}).get("status") == "ok"),
+                  key=lambda i: position[ids[i]])
     ids = [ids[i] for i in keep]
     vectors = vectors[keep] if len(keep) else vectors[:0]
     for row in rows:
