@@ -130,10 +130,12 @@ def up_local(cluster: LocalCluster, idle_timeout_minutes: float | None = None, c
     while not _dashboard_answers(cluster.dashboard_url, requests) or not _port_open(cluster.agent_listen_port):
         # Jobs go through the head's dashboard agent, which starts after the dashboard.
         if time.monotonic() > deadline:
+            log = cluster.state_dir / "ray" / "session_latest" / "logs" / "dashboard_agent.log"
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log.exists() else "(no log)"
             down_local(cluster)
             raise RuntimeError(f"the dashboard at {cluster.dashboard_url} or its job agent (port "
-                               f"{cluster.agent_listen_port}) did not answer within {timeout_s:.0f} s; see "
-                               f"{cluster.state_dir / 'ray'}/session_latest/logs/dashboard_agent.log")
+                               f"{cluster.agent_listen_port}) did not answer within {timeout_s:.0f} s; "
+                               f"the end of {log}:\n{tail}")
         time.sleep(1)
     return cluster
 
