@@ -206,3 +206,31 @@ def test_missing_weights_error_names_the_setting(tmp_path):
 
     with pytest.raises(MissingWeightsError, match=r"curation\.watermark\.weights"):
         WatermarkStage({"watermark": {"backend": "yolo", "weights": str(tmp_path / "absent.pt")}})
+
+
+def test_committed_detector_flags_overlays_above_clean_clips(analysed, sample_corpus):
+    """The weights committed under vidloom/models/weights/ are what `backend: yolo` loads when
+    `watermark.weights` is unset; on the corpus each video with a planted overlay (corner logo,
+    burned-in subtitles) has its best overlay clip above every clean clip."""
+    from vidloom.pipelines.curation.stages.watermark import WatermarkStage
+    from vidloom.pipelines.curation.watermark.config import PACKAGED_WEIGHTS
+    from vidloom.platform.weights import file_digest
+
+    assert PACKAGED_WEIGHTS.is_file() and PACKAGED_WEIGHTS.stat().st_size < 8_000_000
+    stage = WatermarkStage({"watermark": {"backend": "yolo"}})
+    stage.setup()
+    truth = {v["file"]: v for v in json.loads((sample_corpus / "truth.json").read_text())["videos"]}
+    overlay_best, clean = {}, []
+    for name, row in analysed.items():
+        for clip in loads(stage.process_row(dict(row))["clips_json"]):
+            if clip["status"] != "ok":
+                continue
+            assert clip["watermark_backend"] == f"yolo:{file_digest(PACKAGED_WEIGHTS)}"
+            shot = next(s for s in truth[name]["shots"] if s["start_frame"] - 1 <= clip["start_frame"] < s["end_frame"])
+            if {"logo", "subtitles", "title"} & set(shot["defects"]):
+                overlay_best[name] = max(overlay_best.get(name, 0.0), clip["watermark_score"])
+            else:
+                clean.append(clip["watermark_score"])
+    assert set(overlay_best) == {"v02_chelsea_logo.mp4", "v00_astronaut.mp4", "v05_portrait.mp4"}
+    assert len(clean) >= 6
+    assert min(overlay_best.values()) > max(clean), (overlay_best, clean)

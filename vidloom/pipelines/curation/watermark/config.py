@@ -10,8 +10,8 @@ from pydantic import Field
 from vidloom.platform.config import StrictModel
 
 WEIGHTS_SETTING = "curation.watermark.weights"
-# Weights committed with vidloom, used by `backend: yolo` when `weights` is not set. Absent
-# until a training run good enough to ship has been committed (see models/weights/README.md).
+# Weights committed with vidloom, used by `backend: yolo` / `both` when `weights` is not set
+# (training command and validation figures: models/weights/README.md).
 PACKAGED_WEIGHTS = Path(__file__).resolve().parents[3] / "models" / "weights" / "watermark_yolo.pt"
 
 
