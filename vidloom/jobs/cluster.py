@@ -112,8 +112,6 @@ def start_command(cluster: LocalCluster, config_path: Path) -> list[str]:
 def up_local(cluster: LocalCluster, idle_timeout_minutes: float | None = None, cpu_workers: int | None = None,
              gpu_workers: int | None = None, timeout_s: float = 180.0) -> LocalCluster:
     """Start the head of a local autoscaling cluster and wait until its Jobs API answers."""
-    import requests
-
     state = cluster.state_dir
     state.mkdir(parents=True, exist_ok=True)
     config_path = state / "autoscaling.yaml"
@@ -127,7 +125,7 @@ def up_local(cluster: LocalCluster, idle_timeout_minutes: float | None = None, c
         down_local(cluster)
         raise RuntimeError(f"ray start failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     deadline = time.monotonic() + timeout_s
-    while not _dashboard_answers(cluster.dashboard_url, requests) or not _port_open(cluster.agent_listen_port):
+    while not _dashboard_answers(cluster.dashboard_url) or not _port_open(cluster.agent_listen_port):
         # Jobs go through the head's dashboard agent, which starts after the dashboard.
         if time.monotonic() > deadline:
             log = cluster.state_dir / "ray" / "session_latest" / "logs" / "dashboard_agent.log"
@@ -140,7 +138,9 @@ def up_local(cluster: LocalCluster, idle_timeout_minutes: float | None = None, c
     return cluster
 
 
-def _dashboard_answers(url: str, requests) -> bool:
+def _dashboard_answers(url: str) -> bool:
+    import requests
+
     try:
         # Any answer means the dashboard is up; with token auth it is 401 without a token.
         return requests.get(f"{url}/api/version", timeout=5).status_code < 500

@@ -145,11 +145,11 @@ def submit(client, request: JobRequest, replace: bool = False, timeout_s: float 
         except RuntimeError as exc:
             # A head that has just started answers before its job agent has registered;
             # Ray asks to try again later, and nothing was submitted.
-            if AGENT_NOT_READY not in str(exc) or time.monotonic() > deadline:
-                if AGENT_NOT_READY in str(exc):
-                    raise JobsError(f"the head node's job agent did not come up within {timeout_s:.0f} s; see "
-                                    "dashboard_agent.log in the head's Ray session logs") from None
+            if AGENT_NOT_READY not in str(exc):
                 raise
+            if time.monotonic() > deadline:
+                raise JobsError(f"the head node's job agent did not come up within {timeout_s:.0f} s; see "
+                                "dashboard_agent.log in the head's Ray session logs") from None
             print("waiting for the head node's job agent ...", file=sys.stderr)
             time.sleep(2.0)
 
