@@ -16,6 +16,9 @@ from safetensors.torch import load_file, save_file
 EXPORT_CONFIG = "config.json"
 EXPORT_WEIGHTS = "model.safetensors"
 MODEL_KEY = "_vidloom_model"
+#: Provenance stored beside the constructor arguments (text encoder, VAE digest, training run);
+#: loaders skip it, `read_export_meta` returns it.
+META_KEY = "_vidloom_meta"
 
 
 def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
@@ -43,13 +46,34 @@ def is_vidloom_export(path: str | Path) -> bool:
     return MODEL_KEY in json.loads(cfg.read_text())
 
 
-def save_export(folder: str | Path, kind: str, config: dict[str, Any], state: dict[str, torch.Tensor]) -> Path:
-    """Write a vidloom export: ``config.json`` with ``_vidloom_model=kind`` and the weights."""
+def save_export(
+    folder: str | Path,
+    kind: str,
+    config: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write a vidloom export: ``config.json`` with ``_vidloom_model=kind`` (and `meta` under
+    ``_vidloom_meta``) and the weights. The weights are written first and the config last, each
+    under a temporary name, so a folder with a config always has complete weights."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / EXPORT_CONFIG).write_text(json.dumps({MODEL_KEY: kind, **config}, indent=2, sort_keys=True))
-    save_state_dict(state, folder / EXPORT_WEIGHTS)
+    body = {MODEL_KEY: kind, **config}
+    if meta:
+        body[META_KEY] = meta
+    tmp = folder / f".{EXPORT_WEIGHTS}.tmp"
+    save_state_dict(state, tmp)
+    tmp.replace(folder / EXPORT_WEIGHTS)
+    tmp_cfg = folder / f".{EXPORT_CONFIG}.tmp"
+    tmp_cfg.write_text(json.dumps(body, indent=2, sort_keys=True))
+    tmp_cfg.replace(folder / EXPORT_CONFIG)
     return folder
+
+
+def read_export_meta(folder: str | Path) -> dict[str, Any]:
+    """The provenance block of a vidloom export (``{}`` when it has none)."""
+    config = json.loads((Path(folder) / EXPORT_CONFIG).read_text())
+    return dict(config.get(META_KEY) or {})
 
 
 def load_export(folder: str | Path, kind: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -57,6 +81,7 @@ def load_export(folder: str | Path, kind: str) -> tuple[dict[str, Any], dict[str
     folder = Path(folder)
     config = json.loads((folder / EXPORT_CONFIG).read_text())
     found = config.pop(MODEL_KEY, None)
+    config.pop(META_KEY, None)
     if found != kind:
         raise ValueError(f"{folder} holds a {found!r} export, not {kind!r}")
     return config, read_state_dict(folder / EXPORT_WEIGHTS)

@@ -141,9 +141,17 @@ def load_dit(
     return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
 
 
-def save_dit(model: HunyuanVideoDiT, folder: str | Path) -> Path:
-    """Write a vidloom export (config.json + model.safetensors) that `load_dit` reads back."""
-    return save_export(folder, EXPORT_KIND, model.config.to_dict(), model.state_dict())
+def save_dit(
+    model: HunyuanVideoDiT,
+    folder: str | Path,
+    meta: dict[str, Any] | None = None,
+    state: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write a vidloom export (config.json + model.safetensors) that `load_dit` reads back.
+
+    `meta` (provenance: text encoder, VAE digest, sampling defaults) goes under
+    ``_vidloom_meta`` in config.json; `state` replaces the model's own weights (e.g. EMA)."""
+    return save_export(folder, EXPORT_KIND, model.config.to_dict(), state if state is not None else model.state_dict(), meta)
 
 
 def to_diffusers(model: HunyuanVideoDiT, folder: str | Path, dtype: torch.dtype | None = None) -> Path:

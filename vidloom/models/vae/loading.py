@@ -185,9 +185,15 @@ def load_vae(
 
 
 # ---------------------------------------------------------------------- writers
-def save_vae(model: CausalVAE3D, folder: str | Path) -> Path:
-    """Write a vidloom export (config.json + model.safetensors) that `load_vae` reads back."""
-    return save_export(folder, EXPORT_KIND, model.config.to_dict(), model.state_dict())
+def save_vae(
+    model: CausalVAE3D,
+    folder: str | Path,
+    meta: dict[str, Any] | None = None,
+    state: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write a vidloom export (config.json + model.safetensors) that `load_vae` reads back;
+    `meta` is stored under ``_vidloom_meta``, `state` replaces the model's weights (e.g. EMA)."""
+    return save_export(folder, EXPORT_KIND, model.config.to_dict(), state if state is not None else model.state_dict(), meta)
 
 
 def to_diffusers(model: CausalVAE3D, folder: str | Path) -> Path:
