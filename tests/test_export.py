@@ -378,6 +378,13 @@ def test_bad_tier_definitions_name_the_tier_and_key(tmp_path, yaml_text, expecte
     assert expected in str(info.value)
 
 
+def test_frames_that_are_not_4k_plus_1_are_rejected_naming_the_tier_and_the_nearest_counts():
+    with pytest.raises(ConfigError) as info:
+        load_export_config(None, ["tiers.256p.num_frames=32"])
+    assert "tiers.256p.num_frames: 32 is not 4k+1 (the causal VAE compresses time 4x); use 29 or 33" in str(info.value)
+    assert load_export_config(None, ["tiers.256p.num_frames=29"]).tiers["256p"].num_frames == 29
+
+
 def test_cli_rejects_a_looser_tier_before_any_work(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "vidloom.jobs.export", str(tmp_path), "--set", "tiers.540p.text_ratio_max=0.5"],

@@ -83,6 +83,18 @@ class TierConfig(Filters):
     concepts: ConceptBalance = ConceptBalance()
     top_quality: TopQuality | None = None
 
+    @field_validator("num_frames")
+    @classmethod
+    def _four_k_plus_one(cls, value: int) -> int:
+        # The causal VAE keeps frame 0 alone and compresses each following group of 4 frames
+        # into one latent frame, so only 4k+1 frames encode without padding or dropping.
+        if (value - 1) % 4:
+            below = value - (value - 1) % 4
+            raise ValueError(
+                f"{value} is not 4k+1 (the causal VAE compresses time 4x); use {below} or {below + 4}"
+            )
+        return value
+
     @model_validator(mode="after")
     def _ranges(self) -> "TierConfig":
         if self.motion_min is not None and self.motion_max is not None and self.motion_min > self.motion_max:
