@@ -24,6 +24,16 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _RATIO = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
 
+def four_k_plus_one_error(frames: int) -> str | None:
+    """Why a clip of `frames` frames cannot go through the causal VAE, None if it can: the VAE
+    keeps frame 0 alone and compresses each following group of 4 frames into one latent frame,
+    so only 4k+1 frames encode without padding or dropping any."""
+    if (frames - 1) % 4 == 0:
+        return None
+    below = frames - (frames - 1) % 4
+    return f"{frames} is not 4k+1 (the causal VAE compresses time 4x); use {below} or {below + 4}"
+
+
 class ConceptBalance(StrictModel):
     """Concept resampling of a tier (clips with a `cluster_id` only): at most
     `max_per_cluster` clips per concept cluster and at most `max_share` of the tier from one
@@ -86,13 +96,8 @@ class TierConfig(Filters):
     @field_validator("num_frames")
     @classmethod
     def _four_k_plus_one(cls, value: int) -> int:
-        # The causal VAE keeps frame 0 alone and compresses each following group of 4 frames
-        # into one latent frame, so only 4k+1 frames encode without padding or dropping.
-        if (value - 1) % 4:
-            below = value - (value - 1) % 4
-            raise ValueError(
-                f"{value} is not 4k+1 (the causal VAE compresses time 4x); use {below} or {below + 4}"
-            )
+        if problem := four_k_plus_one_error(value):
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
