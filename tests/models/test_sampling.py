@@ -218,3 +218,33 @@ def test_with_tiny_dit_and_tiny_text_encoder() -> None:
     )
     assert out.shape == (2, 16, 1, 4, 4) and torch.isfinite(out).all()
     assert steps == [(0, 3), (1, 3), (2, 3)]
+
+
+def test_bf16_sampling_keeps_fp32_timesteps_and_distinct_steps() -> None:
+    """With a bf16 model the schedule stays float32: 50 shifted steps crowd near t = 1000, where
+    bf16 (8 mantissa bits, spacing 4 above 512) would merge neighbours into one timestep."""
+    from vidloom.models.dit.loading import build_dit
+    from vidloom.models.dit.config import get_config
+    from vidloom.models.text import build_text_encoder
+
+    enc = build_text_encoder("tiny")
+    dit = build_dit(get_config("tiny", text_dim=enc.state_dim, pooled_dim=enc.pooled_dim)).to(torch.bfloat16)
+    seen: list[torch.Tensor] = []
+
+    def spy(x, t, states, mask, pooled, guidance):
+        seen.append(t)
+        assert x.dtype == states.dtype == pooled.dtype == torch.bfloat16  # model inputs are cast
+        return dit(x, t, states, mask, pooled, guidance)
+
+    cond = enc.encode(["a red fox in snow"])
+    out = euler_sample(spy, torch.randn(1, 16, 1, 4, 4, generator=torch.Generator().manual_seed(0)), cond,
+                       config=SamplerConfig(num_steps=50, embedded_guidance_scale=None), model_dtype=torch.bfloat16)
+    steps = torch.stack([t[0] for t in seen])
+    assert all(t.dtype == torch.float32 for t in seen)
+    assert torch.equal(steps, sigma_schedule(50)[:-1] * 1000)
+    assert steps.unique().numel() == 50  # bf16 would merge: its rounding gives fewer values
+    assert steps.to(torch.bfloat16).unique().numel() < 50
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    # The DiT's timestep embedding tells neighbouring high-noise steps apart in bf16 too.
+    emb = dit.time_in(steps[:2])
+    assert not torch.equal(emb[0], emb[1])

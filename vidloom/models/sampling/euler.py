@@ -107,7 +107,10 @@ def euler_sample(
 
     `sigmas` overrides the schedule (must start at the noise level of `noise` and end at 0).
     True CFG runs when ``config.cfg_scale > 1`` and `negative` is given (two calls per step).
-    `model_dtype` casts the model's float inputs (e.g. bf16) while the state stays float32.
+    `model_dtype` casts the model's latent and text inputs (e.g. bf16) while the state, the
+    schedule, the timesteps and the guidance scale stay float32: in bf16 neighbouring high-noise
+    timesteps (e.g. 996.6 and 993.1) round to one value, merging steps. The DiT embeds a float32
+    t itself (sinusoid in float32, then cast to its weights' dtype).
     """
     if sigmas is None:
         sigmas = sigma_schedule(config.num_steps, config.shift)
@@ -120,15 +123,11 @@ def euler_sample(
     guidance = None
     if config.embedded_guidance_scale is not None:
         guidance = torch.full((b,), float(config.embedded_guidance_scale), device=noise.device, dtype=torch.float32)
-    if model_dtype is not None and guidance is not None:
-        guidance = guidance.to(model_dtype)
 
     x = noise.to(torch.float32)
     n = timesteps.numel()
     for i in range(n):
         t = timesteps[i].expand(b)
-        if model_dtype is not None:
-            t = t.to(model_dtype)
         v = _call(model, x, t, cond, guidance, model_dtype).float()
         if use_cfg:
             v_neg = _call(model, x, t, negative, guidance, model_dtype).float()
