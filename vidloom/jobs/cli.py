@@ -15,12 +15,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "samples": ("vidloom.jobs.samples", "render the sample corpus with its ground truth"),
     "curate": ("vidloom.jobs.curate", "curate videos into a manifest of clips with signals"),
     "export": ("vidloom.jobs.export", "cut the tiered training sets (256p ... 720p, SFT, images) from a curated folder"),
+    "precompute": ("vidloom.jobs.precompute", "encode tiers (or your own captioned videos) into a latent cache for training"),
     "report": ("vidloom.jobs.report", "write DIR/report/index.html: funnel, signals, examples, dedup, clusters, captions"),
     "train-watermark-detector": ("vidloom.jobs.train_watermark_detector", "train the YOLO watermark/logo detector on synthetic overlays"),
     "status": ("vidloom.jobs.status", "funnel of a curation run folder, running or finished"),
     "submit": ("vidloom.jobs.submit", "submit curate/precompute/train jobs to a Ray cluster; status, stop"),
     "cluster": ("vidloom.jobs.cluster", "local autoscaling Ray cluster (up/down --local) or ray up/down aws|gcp"),
     "convert": ("vidloom.jobs.convert", "convert DiT/VAE weights between layouts"),
+    "generate": ("vidloom.jobs.generate", "generate one video from a prompt in this process (no server)"),
 }
 
 
