@@ -8,7 +8,7 @@ blocks process the concatenation, and the final layer maps image tokens back to 
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import torch
 from torch import nn
@@ -22,6 +22,17 @@ from vidloom.models.dit.final_layer import FinalLayer, unpatchify
 from vidloom.models.dit.rope import rope_3d
 from vidloom.models.dit.single_block import SingleStreamBlock
 from vidloom.models.dit.token_refiner import SingleTokenRefiner
+
+class DiTTokens(NamedTuple):
+    """What `HunyuanVideoDiT.embed` hands to the blocks."""
+
+    img: torch.Tensor  # (B, Li, D) video tokens in (t, h, w) raster order
+    txt: torch.Tensor  # (B, Lt, D) refined text tokens
+    vec: torch.Tensor  # (B, D) condition vector
+    rope: tuple[torch.Tensor, torch.Tensor]  # cos, sin tables (Li, head_dim), float32
+    key_mask: torch.Tensor | None  # (B, Li + Lt) True = may be attended; None = all
+    grid: tuple[int, int, int]  # token grid (T, H, W)
+
 
 # Guidance-distilled checkpoints embed the guidance scale multiplied by this, like a timestep.
 GUIDANCE_MULTIPLIER = 1000.0
@@ -105,6 +116,61 @@ class HunyuanVideoDiT(nn.Module):
             return checkpoint(block, *args, use_reentrant=False)
         return block(*args)
 
+    def embed(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor | float,
+        text_states: torch.Tensor,
+        text_mask: torch.Tensor | None,
+        pooled: torch.Tensor,
+        guidance: torch.Tensor | float | None = None,
+    ) -> DiTTokens:
+        """Inputs -> tokens: patchified video, refined text, condition vector, RoPE tables, key mask.
+
+        Split from `forward` so a sequence-parallel wrapper can shard the video tokens between
+        this and `run_blocks` (see `vidloom.models.dit.parallel`).
+        """
+        c = self.config
+        dtype = self.img_in.proj.weight.dtype
+        b, _, frames, height, width = x.shape
+        pt, ph, pw = c.patch_size
+        if frames % pt or height % ph or width % pw:
+            raise ValueError(f"latent size {(frames, height, width)} not divisible by patch {c.patch_size}")
+        grid = (frames // pt, height // ph, width // pw)
+        t = torch.as_tensor(t, dtype=torch.float32, device=x.device).reshape(-1).expand(b)
+
+        vec = self.condition_vector(t, pooled.to(dtype), guidance)
+        img = self.img_in(x.to(dtype))
+        txt = self.txt_in(text_states.to(dtype), t, text_mask)
+        img_len = img.shape[1]
+
+        key_mask = None
+        # The all-valid check skips masking (fast SDPA kernels); meta tensors have no values.
+        if text_mask is not None and (text_mask.device.type == "meta" or not bool(text_mask.bool().all())):
+            ones = torch.ones(b, img_len, dtype=torch.bool, device=x.device)
+            key_mask = torch.cat([ones, text_mask.to(x.device).bool()], dim=1)
+        rope = rope_3d(grid, c.rope_dims, c.rope_theta, device=x.device)
+        return DiTTokens(img, txt, vec, rope, key_mask, grid)
+
+    def run_blocks(
+        self,
+        img: torch.Tensor,
+        txt: torch.Tensor,
+        vec: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        key_mask: torch.Tensor | None,
+        attention_fn: AttentionFn | None = None,
+    ) -> torch.Tensor:
+        """Double-stream then single-stream blocks; returns the video tokens (B, Li, D)."""
+        attention_fn = attention_fn or self.attention_fn
+        img_len = img.shape[1]
+        for block in self.double_blocks:
+            img, txt = self._run(block, img, txt, vec, rope, key_mask, attention_fn)
+        joint = torch.cat([img, txt], dim=1)
+        for block in self.single_blocks:
+            joint = self._run(block, joint, vec, img_len, rope, key_mask, attention_fn)
+        return joint[:, :img_len]
+
     def forward(
         self,
         x: torch.Tensor,
@@ -128,31 +194,7 @@ class HunyuanVideoDiT(nn.Module):
         Returns:
             velocity (B, C_out, T, H, W) in the model's dtype.
         """
+        e = self.embed(x, t, text_states, text_mask, pooled, guidance)
+        img = self.run_blocks(e.img, e.txt, e.vec, e.rope, e.key_mask)
         c = self.config
-        dtype = self.img_in.proj.weight.dtype
-        b, _, frames, height, width = x.shape
-        pt, ph, pw = c.patch_size
-        if frames % pt or height % ph or width % pw:
-            raise ValueError(f"latent size {(frames, height, width)} not divisible by patch {c.patch_size}")
-        grid = (frames // pt, height // ph, width // pw)
-        t = torch.as_tensor(t, dtype=torch.float32, device=x.device).reshape(-1).expand(b)
-
-        vec = self.condition_vector(t, pooled.to(dtype), guidance)
-        img = self.img_in(x.to(dtype))
-        txt = self.txt_in(text_states.to(dtype), t, text_mask)
-        img_len = img.shape[1]
-
-        key_mask = None
-        # The all-valid check skips masking (fast SDPA kernels); meta tensors have no values.
-        if text_mask is not None and (text_mask.device.type == "meta" or not bool(text_mask.bool().all())):
-            ones = torch.ones(b, img_len, dtype=torch.bool, device=x.device)
-            key_mask = torch.cat([ones, text_mask.to(x.device).bool()], dim=1)
-        rope = rope_3d(grid, c.rope_dims, c.rope_theta, device=x.device)
-
-        for block in self.double_blocks:
-            img, txt = self._run(block, img, txt, vec, rope, key_mask, self.attention_fn)
-        joint = torch.cat([img, txt], dim=1)
-        for block in self.single_blocks:
-            joint = self._run(block, joint, vec, img_len, rope, key_mask, self.attention_fn)
-        out = self.final_layer(joint[:, :img_len], vec)
-        return unpatchify(out, grid, c.patch_size, c.out_channels)
+        return unpatchify(self.final_layer(img, e.vec), e.grid, c.patch_size, c.out_channels)
