@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cluster": ("vidloom.jobs.cluster", "local autoscaling Ray cluster (up/down --local) or ray up/down aws|gcp"),
     "convert": ("vidloom.jobs.convert", "convert DiT/VAE weights between layouts"),
     "generate": ("vidloom.jobs.generate", "generate one video from a prompt in this process (no server)"),
+    "serve": ("vidloom.jobs.serve", "serve the text-to-video model: OpenAI Videos API, web page (Ray Serve)"),
 }
 
 
