@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -53,7 +54,7 @@ class PrecomputeConfig(StrictModel):
 
 def round16(value: float) -> int:
     """Nearest multiple of 16, at least 16: the VAE's 8x and the DiT's 2x patch divide it exactly."""
-    return max(16, int(round(value / 16.0)) * 16)
+    return max(16, int(math.floor(value / 16.0 + 0.5)) * 16)  # halves round up, not to even
 
 
 def make_config(**values: Any) -> PrecomputeConfig:
