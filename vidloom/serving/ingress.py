@@ -137,7 +137,8 @@ class VideoAPI:
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
-        return {"status": "ok", "model": self.spec.model_id, "replica": self.replica, **await self.store.stats.remote()}
+        return {"status": "ok", "model": self.spec.model_id, "replica": self.replica,
+                "auth_required": bool(api.state.api_key_sha256), **await self.store.stats.remote()}
 
     @api.get("/v1/models")
     async def models(self) -> dict[str, Any]:

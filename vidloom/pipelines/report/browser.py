@@ -62,6 +62,7 @@ class PageResult:
     images: int = 0
     svgs: int = 0
     page_height: int = 0
+    value: Any = None  # what the `until` expression returned
 
     def problems(self) -> list[str]:
         """Everything a reader would notice as wrong; empty when the page is fine."""
@@ -160,14 +161,18 @@ def _high_pipe() -> tuple[int, int]:
 
 
 def open_in_chromium(page: str | Path, screenshot: str | Path, *, width: int = 1280, height: int = 2000,
-                     full_page: bool = False, timeout: float = 90.0) -> PageResult:
-    """Load `page` (a local HTML file) in headless Chromium at `width`×`height`, save a PNG
-    screenshot (the first screen, or the whole page with `full_page`) and return what the
-    browser reported. Raises `BrowserError` if Chromium is missing or fails."""
+                     full_page: bool = False, timeout: float = 90.0, script: str | None = None,
+                     until: str | None = None) -> PageResult:
+    """Load `page` (a local HTML file, or an http(s) URL whose own origin then counts as local)
+    in headless Chromium at `width`×`height`, save a PNG screenshot (the first screen, or the
+    whole page with `full_page`) and return what the browser reported. `script` (JavaScript)
+    runs once the page has loaded, e.g. to fill and submit a form; `until` (a JavaScript
+    expression) is then polled until it returns a truthy value, kept in `PageResult.value`.
+    Raises `BrowserError` if Chromium is missing or fails, or `until` stays false."""
     binary = find_chromium()
     if binary is None:
         raise BrowserError("Chromium not found: install Debian's `chromium` package or set VIDLOOM_CHROMIUM")
-    url = Path(page).resolve().as_uri()
+    url = str(page) if str(page).startswith(("http://", "https://")) else Path(page).resolve().as_uri()
     screenshot = Path(screenshot)
     with tempfile.TemporaryDirectory(prefix="vidloom-chromium-") as profile:
         to_browser_r, to_browser_w = _high_pipe()
@@ -183,7 +188,7 @@ def open_in_chromium(page: str | Path, screenshot: str | Path, *, width: int = 1
         os.close(from_browser_w)
         pipe = _Pipe(proc, to_browser_w, from_browser_r)
         try:
-            return _drive(pipe, url, screenshot, width, height, full_page, timeout)
+            return _drive(pipe, url, screenshot, width, height, full_page, timeout, script, until)
         finally:
             try:
                 pipe.call("Browser.close", timeout=10)
@@ -198,8 +203,16 @@ def open_in_chromium(page: str | Path, screenshot: str | Path, *, width: int = 1
             os.close(from_browser_r)
 
 
+def _evaluate(pipe: _Pipe, session: str, expression: str) -> Any:
+    reply = pipe.call("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True},
+                      session=session)
+    if "exceptionDetails" in reply:
+        raise BrowserError(f"script failed: {reply['exceptionDetails'].get('text')}")
+    return reply["result"].get("value")
+
+
 def _drive(pipe: _Pipe, url: str, screenshot: Path, width: int, height: int, full_page: bool,
-           timeout: float) -> PageResult:
+           timeout: float, script: str | None = None, until: str | None = None) -> PageResult:
     target = pipe.call("Target.createTarget", {"url": "about:blank"}, timeout=timeout)["targetId"]
     session = pipe.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
     for domain in ("Page", "Runtime", "Log", "Network"):
@@ -209,6 +222,15 @@ def _drive(pipe: _Pipe, url: str, screenshot: Path, width: int, height: int, ful
     pipe.events.clear()
     pipe.call("Page.navigate", {"url": url}, session=session, timeout=timeout)
     pipe.wait_event("Page.loadEventFired", session, timeout=timeout)
+    value = None
+    if script:
+        _evaluate(pipe, session, script)
+    if until:
+        deadline = time.monotonic() + timeout
+        while not (value := _evaluate(pipe, session, until)):
+            if time.monotonic() > deadline:
+                raise BrowserError(f"still false after {timeout:g} s: {until}")
+            time.sleep(0.25)
     facts = json.loads(pipe.call("Runtime.evaluate", {"expression": _PAGE_FACTS, "returnByValue": True},
                                  session=session)["result"]["value"])
     shot: dict[str, Any] = {"format": "png"}
@@ -220,7 +242,8 @@ def _drive(pipe: _Pipe, url: str, screenshot: Path, width: int, height: int, ful
     screenshot.write_bytes(base64.b64decode(data))
 
     result = PageResult(screenshot, sections=facts["sections"], images=facts["images"], svgs=facts["svgs"],
-                        broken_images=facts["broken"], page_height=int(facts["height"]))
+                        broken_images=facts["broken"], page_height=int(facts["height"]), value=value)
+    origin = "/".join(url.split("/")[:3]) + "/" if url.startswith("http") else None
     for e in pipe.events:
         if e.get("sessionId") != session:
             continue
@@ -234,7 +257,7 @@ def _drive(pipe: _Pipe, url: str, screenshot: Path, width: int, height: int, ful
             result.console_errors.append(p["entry"].get("text", ""))
         elif m == "Network.requestWillBeSent":
             u = p.get("request", {}).get("url", "")
-            if not u.startswith(_LOCAL_SCHEMES):
+            if not u.startswith(_LOCAL_SCHEMES + ((origin, "blob:" + origin) if origin else ())):
                 result.external_requests.append(u)
         elif m == "Network.loadingFailed" and not p.get("canceled"):
             result.failed_loads.append(f"{p.get('errorText')} ({p.get('type')})")
