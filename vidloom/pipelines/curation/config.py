@@ -23,7 +23,7 @@ DEFAULTS_PATH = Path(__file__).with_name("defaults.yaml")
 class DecodeConfig(StrictModel):
     analysis_short_side: int = Field(256, ge=64, le=2160, description="short side of analysis frames, px")
     threads: int = Field(0, ge=0, le=64, description="decoder threads per video; 0 = FFmpeg's choice")
-    interpolation: Literal["FAST_BILINEAR", "BILINEAR", "AREA", "BICUBIC"] = "BILINEAR"
+    interpolation: Literal["FAST_BILINEAR", "BILINEAR", "AREA", "BICUBIC"] = "AREA"
 
 
 class SplitConfig(StrictModel):
@@ -32,7 +32,7 @@ class SplitConfig(StrictModel):
     adaptive_threshold: float = Field(3.0, gt=0.0, le=255.0)
     min_content_val: float = Field(15.0, ge=0.0, le=255.0)
     min_scene_frames: int = Field(15, ge=1, le=10_000)
-    detect_width: int = Field(256, ge=32, le=1920, description="frame width the detector sees, px")
+    detect_width: int = Field(256, ge=32, le=1920, description="longer side of the frames the detector sees, px")
     min_clip_s: float = Field(2.0, ge=0.1, le=600.0)
     max_clip_s: float = Field(10.0, ge=0.5, le=3600.0)
 

@@ -1,9 +1,11 @@
 """Shot boundaries and clip ranges.
 
 PySceneDetect's detectors are fed frame by frame from the pipeline's single decode (no second
-pass over the file), at the detector width PySceneDetect itself uses by default (256 px), so
-the cuts match its own `detect()`. Cuts are frame indices in decode order; clip times come
-from presentation timestamps.
+pass over the file). They see the pixels PySceneDetect's own `detect()` sees: the full-size
+BGR frame of FFmpeg's colour conversion (PyAV's `bgr24` equals OpenCV's `VideoCapture`
+frames), shrunk by PySceneDetect 0.7.2's downscale factor (longer side / 256) with
+`cv2.INTER_LINEAR`, so the content scores, and the cuts, are identical to its own. Cuts are
+frame indices in decode order; clip times come from presentation timestamps.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from vidloom.pipelines.curation.config import SplitConfig
 
 
 class ShotDetector:
-    """Streams RGB frames into a PySceneDetect detector and collects the cut frames."""
+    """Streams full-size BGR frames into a PySceneDetect detector and collects the cut frames."""
 
     def __init__(self, config: SplitConfig, fps: float):
         self.config = config
@@ -35,20 +37,27 @@ class ShotDetector:
         self._size: tuple[int, int] | None = None
         self._last_index = -1
 
-    def _detector_frame(self, rgb: np.ndarray) -> np.ndarray:
-        h, w = rgb.shape[:2]
+    def detector_frame(self, bgr: np.ndarray) -> np.ndarray:
+        """The frame as PySceneDetect's SceneManager hands it to a detector: scaled by
+        longer side / `detect_width` (never enlarged), sizes rounded as it rounds them."""
+        h, w = bgr.shape[:2]
         if self._size is None:
-            target_w = min(w, self.config.detect_width)
-            self._size = (target_w, max(1, round(h * target_w / w)))
+            longer = max(w, h)
+            factor = longer / float(self.config.detect_width) if longer >= self.config.detect_width else 1.0
+            self._size = (max(1, round(w / factor)), max(1, round(h / factor))) if factor > 1.0 else (w, h)
         if (w, h) != self._size:
-            rgb = cv2.resize(rgb, self._size, interpolation=cv2.INTER_LINEAR)
-        return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # PySceneDetect works on BGR
+            bgr = cv2.resize(bgr, self._size, interpolation=cv2.INTER_LINEAR)
+        return bgr
 
-    def push(self, index: int, rgb: np.ndarray) -> None:
+    def push(self, index: int, bgr: np.ndarray) -> np.ndarray:
+        """Feed the full-size BGR frame `index`; returns the detector-size frame it saw (the
+        caller reuses it rather than shrinking the frame twice)."""
+        small = self.detector_frame(bgr)
         timecode = FrameTimecode(index, fps=self.fps)
-        for cut in self._detector.process_frame(timecode, self._detector_frame(rgb)):
+        for cut in self._detector.process_frame(timecode, small):
             self._cuts.append(int(cut.frame_num))
         self._last_index = index
+        return small
 
     def finish(self) -> list[int]:
         """All cut frames (a new shot starts there), sorted, excluding frame 0."""

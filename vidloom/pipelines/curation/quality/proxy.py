@@ -5,12 +5,10 @@ product of five factors, each in (0, 1] and each meaning one thing::
 
     quality = sharp * still * steady * text_free * picture
 
-* ``sharp``: log-sharpness through a logistic. The clip's Laplacian variance is first made
-  comparable across inputs: divided by the picture's share of the frame (flat bars add no
-  Laplacian energy, so letterboxing would otherwise read as blur), and rescaled to the 256 px
-  analysis size the constants were calibrated at (Laplacian variance of the same content grows
-  as the analysed frame shrinks, measured on the corpus as about (256 / short side)^2). The
-  logistic gives 0.05 at the sample corpus's blurred shots and 0.95 at its clean shots' median.
+* ``sharp``: the clip's clarity (``sharpness``, docs/clarity.md) through a logistic: 0.05 at
+  the sample corpus's blurred shots, 0.95 at its clean shots' median. Clarity is already
+  independent of brightness, contrast and letterbox bars (it looks only at the strongest
+  edges), so it needs no correction.
 * ``still``: the same logistic on log frame difference: 0.05 at the corpus's frozen shot, 0.95
   at its least-changing clean moving shot; a static shot whose only change is sensor noise
   lands in between (near-static content is worth less for video training, frozen content
@@ -43,19 +41,15 @@ ANCHOR_LOW, ANCHOR_HIGH = 0.05, 0.95
 class ProxyCalibration:
     """Reference values of the proxy, measured on the sample corpus (seed 0, default config).
 
-    Sharpness values are Laplacian variances (grey levels²) at a 256 px short side; frame
+    Sharpness values are clarities (0-1, docs/clarity.md) at a 256 px short side; frame
     differences are mean absolute grey-level differences at the motion size; motion is the
     fraction of the frame diagonal per frame.
     """
 
-    reference_short_side: int = 256
-    # Laplacian variance of the same content vs analysis short side: var ∝ side^-exponent.
-    # Median over 62 corpus frames of log(var_128 / var_256) / log(2) = 2.09.
-    resolution_exponent: float = 2.0
-    # Mean sharpness of the corpus's blurred shots (Gaussian sigma 4 px at 360 lines): 7.4, 7.8.
-    sharpness_blurred: float = 7.6
-    # Median sharpness of the corpus's 20 defect-free shots.
-    sharpness_clean: float = 166.6
+    # Mean clarity of the corpus's blurred shots (Gaussian sigma 4 px at 360 lines): 0.09, 0.08.
+    sharpness_blurred: float = 0.085
+    # Median clarity of the corpus's defect-free shots.
+    sharpness_clean: float = 0.45
     # Frame difference of the corpus's frozen shot (one frame repeated, re-encoded).
     frame_diff_frozen: float = 0.04
     # Smallest frame difference among the corpus's 18 defect-free moving shots.
@@ -71,6 +65,13 @@ CALIBRATION = ProxyCalibration()
 
 def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
+
+
+def _logistic(value: float, low: float, high: float) -> float:
+    """Logistic in `value` with ANCHOR_LOW at `low` and ANCHOR_HIGH at `high`."""
+    span = _logit(ANCHOR_HIGH) - _logit(ANCHOR_LOW)
+    z = _logit(ANCHOR_LOW) + span * (value - low) / (high - low)
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
 
 def _log_logistic(value: float, low: float, high: float) -> float:
@@ -115,8 +116,8 @@ def proxy_factors(
 ) -> ProxyFactors:
     """The proxy's factors for one clip record (a row of clips.parquet after text detection).
 
-    `analysis_short_side` is the run's ``decode.analysis_short_side``: the size sharpness was
-    measured at (frames are never upscaled, so a smaller input is measured at its own size).
+    `analysis_short_side` is the run's ``decode.analysis_short_side``; clarity needs no
+    correction for it, the argument stays for callers that pass it.
     """
     missing = [k for k in ("sharpness", "frame_diff", "motion", "width", "height") if clip.get(k) is None]
     if missing:
@@ -125,10 +126,7 @@ def proxy_factors(
         raise ValueError("clip has no text_ratio: the quality stage must run after the text-detection stage")
     cal = calibration
     picture = picture_fraction(clip)
-    measured_side = min(int(clip["width"]), int(clip["height"]), int(analysis_short_side))
-    sharpness = float(clip["sharpness"]) / max(picture, 1e-6)
-    sharpness *= (max(measured_side, 1) / cal.reference_short_side) ** cal.resolution_exponent
-    sharp = _log_logistic(sharpness, cal.sharpness_blurred, cal.sharpness_clean)
+    sharp = _logistic(float(clip["sharpness"]), cal.sharpness_blurred, cal.sharpness_clean)
     still = _log_logistic(float(clip["frame_diff"]), cal.frame_diff_frozen, cal.frame_diff_moving)
     steady = 1.0
     if clip.get("camera_motion") == "handheld shot":

@@ -1,10 +1,12 @@
 """VideoAnalysisStage: the one place a source video is decoded.
 
-In a single pass over the frames at analysis size it feeds the shot detector, scores every
-frame's sharpness, estimates global motion at a few sample points per second, and keeps a few
-RGB frames per second. When the pass ends, shots become clip ranges and each clip gets its
-signals from those compact records. Only the handful of frames later stages need leave this
-stage; the decoded video never does.
+In a single pass it converts each frame once to full-size BGR (FFmpeg's conversion without
+scaling, the frame PySceneDetect itself sees), feeds the shot detector, ranks every frame's
+sharpness on the detector's small frame (for the clip's clearest start frame), and only for
+the few frames per second that need it shrinks the frame to analysis size: motion sample
+pairs and the kept RGB frames, on which clarity is measured. When the pass ends, shots become
+clip ranges and each clip gets its signals from those compact records. Only the handful of
+frames later stages need leave this stage; the decoded video never does.
 """
 
 from __future__ import annotations
@@ -20,11 +22,18 @@ from vidloom.pipelines.curation.shot_split import ClipRange, ShotDetector, clip_
 from vidloom.pipelines.curation.signals.border import detect_border_box
 from vidloom.pipelines.curation.signals.camera_motion import classify_camera_motion
 from vidloom.pipelines.curation.signals.motion import GlobalMotion, MotionEstimator, to_motion_gray
+from vidloom.pipelines.curation.signals.clarity import clarity, clip_clarity
 from vidloom.pipelines.curation.signals.sharpness import best_start_frame, laplacian_variance
 from vidloom.pipelines.stage import Row, Stage, StageResources
 from vidloom.platform.ids import clip_id
-from vidloom.platform.media import VideoReader, jpeg_bytes
+from vidloom.platform.media import VideoReader, analysis_size, jpeg_bytes
 from vidloom.platform.metrics import StageMetrics
+
+
+# Scaler for the analysis-size frames (decode.interpolation names FFmpeg's scalers).
+_CV2_INTERPOLATION = {
+    "AREA": cv2.INTER_AREA, "BILINEAR": cv2.INTER_LINEAR, "FAST_BILINEAR": cv2.INTER_LINEAR, "BICUBIC": cv2.INTER_CUBIC,
+}
 
 
 def _stride(fps: float, per_second: float) -> int:
@@ -55,7 +64,8 @@ class _Pass:
 
     def __init__(self) -> None:
         self.times: list[float] = []
-        self.sharpness: list[float] = []
+        self.sharpness: list[float] = []  # per frame, on the detector frame: ranks start frames
+        self.clarity: list[tuple[int, float]] = []  # (frame, clarity) of the kept frames
         self.motion: list[tuple[int, GlobalMotion, float]] = []  # (frame, motion, mean abs diff)
         self.kept: list[tuple[int, np.ndarray]] = []  # (frame, RGB at analysis size)
 
@@ -78,31 +88,40 @@ class VideoAnalysisStage(Stage):
         motion_every = _stride(fps, cfg.signals.motion_samples_per_s)
         keep_every = _stride(fps, cfg.signals.frames_per_s)
         rec = _Pass()
+        info = reader.info
+        size = analysis_size(info.width, info.height, cfg.decode.analysis_short_side)
+        interpolation = _CV2_INTERPOLATION[cfg.decode.interpolation]
         pending: tuple[int, np.ndarray] | None = None
-        for frame in reader.frames(
-            short_side=cfg.decode.analysis_short_side, interpolation=cfg.decode.interpolation
-        ):
-            i, rgb = frame.index, frame.image
-            gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        # Full display size in one conversion without scaling: OpenCV's resize of the result is
+        # cheaper than a scaling swscale pass, and the detector needs these exact pixels anyway.
+        for frame in reader.frames(size=(info.width, info.height), fmt="bgr24"):
+            i, bgr = frame.index, frame.image
             rec.times.append(frame.time_s)
-            rec.sharpness.append(laplacian_variance(gray))
-            detector.push(i, rgb)
-            if pending is not None and pending[0] == i - 1:
-                small = to_motion_gray(gray, cfg.signals.motion_short_side)
-                diff = float(cv2.absdiff(pending[1], small).mean())
-                rec.motion.append((pending[0], self.motion_estimator(pending[1], small), diff))
+            small = detector.push(i, bgr)
+            rec.sharpness.append(laplacian_variance(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)))
+            motion_pair_end = pending is not None and pending[0] == i - 1
+            keep, motion_start = i % keep_every == 0, i % motion_every == 0
+            if not (keep or motion_start or motion_pair_end):
+                continue
+            scaled = bgr if (bgr.shape[1], bgr.shape[0]) == size else cv2.resize(bgr, size, interpolation=interpolation)
+            rgb = cv2.cvtColor(scaled, cv2.COLOR_BGR2RGB)
+            gray = cv2.cvtColor(scaled, cv2.COLOR_BGR2GRAY)
+            if motion_pair_end:
+                motion_gray = to_motion_gray(gray, cfg.signals.motion_short_side)
+                diff = float(cv2.absdiff(pending[1], motion_gray).mean())
+                rec.motion.append((pending[0], self.motion_estimator(pending[1], motion_gray), diff))
                 pending = None
-            if i % motion_every == 0:
+            if motion_start:
                 pending = (i, to_motion_gray(gray, cfg.signals.motion_short_side))
-            if i % keep_every == 0:
+            if keep:
                 rec.kept.append((i, rgb))
+                rec.clarity.append((i, clarity(gray)))
         return rec
 
     # -- per clip ---------------------------------------------------------------------
     def _clip_record(self, row: Row, info: dict, rng: ClipRange, index: int, rec: _Pass) -> dict[str, Any]:
         cfg = self.config
         a, b = rng.start_frame, rng.end_frame
-        sharp = np.asarray(rec.sharpness[a:b], dtype=np.float64)
         window = max(1, int(round(cfg.signals.best_start_window_s * (info["fps"] or 25.0))))
         samples = [(m, d) for f, m, d in rec.motion if a <= f and f + 1 < b]
         motions = [m for m, _ in samples]
@@ -128,7 +147,7 @@ class VideoAnalysisStage(Stage):
             "num_frames": b - a,
             "status": "too_short" if rng.too_short else "ok",
             "error": f"shorter than split.min_clip_s={cfg.split.min_clip_s}" if rng.too_short else "",
-            "sharpness": float(sharp.mean()) if sharp.size else 0.0,
+            "sharpness": clip_clarity([c for f, c in rec.clarity if a <= f < b]),
             "best_start_frame": int(best_start_frame(np.asarray(rec.sharpness), a, window, b)),
             "motion": float(np.mean([m.magnitude for m in motions])) if motions else 0.0,
             "camera_motion": label,
