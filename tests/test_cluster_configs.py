@@ -132,7 +132,10 @@ def test_serve_config_is_valid_and_is_the_rayservice_config():
     text = (CLUSTER / "serve" / "serve_config.yaml").read_text()
     config = ServeDeploySchema.model_validate(yaml.safe_load(text))
     app = config.applications[0]
-    assert app.import_path == "vidloom.jobs.serve:app" and app.deployments[0].name == "Generator"
+    from vidloom.serving.app import DEPLOYMENTS, ServeAppConfig
+
+    assert app.import_path == "vidloom.jobs.serve:app" and {d.name for d in app.deployments} == set(DEPLOYMENTS)
+    ServeAppConfig.model_validate(app.args)  # the builder's arguments, typed
     service = yaml.safe_load((CLUSTER / "kuberay" / "rayservice.yaml").read_text())
     assert service["spec"]["serveConfigV2"] == text
 

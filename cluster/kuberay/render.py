@@ -119,7 +119,7 @@ def rayservice() -> dict:
     spec = cluster_spec()
     for group in spec["workerGroupSpecs"]:
         if group["groupName"] == "gpu":
-            group["replicas"] = group["minReplicas"] = 1  # the Generator's min_replicas
+            group["replicas"] = group["minReplicas"] = 1  # the DiT's and VAEDecoder's min_replicas
     return {"apiVersion": "ray.io/v1", "kind": "RayService", "metadata": {"name": "vidloom-serve"},
             "spec": {"serveConfigV2": SERVE_CONFIG.read_text(), "rayClusterConfig": spec}}
 

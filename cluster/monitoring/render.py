@@ -90,22 +90,27 @@ def training() -> dict:
 
 
 def serving() -> dict:
-    def q(metric: str, p: float) -> str:
-        return f"histogram_quantile({p}, sum by (le) (rate(ray_{metric}_bucket{{{SEL}}}[{RATE}])))"
+    # deployment="all" is a whole job (request to mp4); the others are each deployment's part.
+    def q(p: float, by: str = "", match: str = 'deployment="all"') -> str:
+        return (f"histogram_quantile({p}, sum by ({by}le) (rate(ray_vidloom_serve_generation_latency_s_bucket"
+                f"{{{SEL},{match}}}[{RATE}])))")
 
     return _dashboard("vidloom-serving", "vidloom / serving", "ray_vidloom_serve_queue_depth", [
         _panel("Queue depth", [(f"sum by (deployment) (ray_vidloom_serve_queue_depth{{{SEL}}})", "{{deployment}}")],
-               "short", description="Requests waiting for a generation batch"),
-        _panel("Generation latency (p50, p95)", [(q("vidloom_serve_generation_latency_s", 0.5), "p50"),
-                                                 (q("vidloom_serve_generation_latency_s", 0.95), "p95")], "s",
+               "short", description="Jobs queued or running (JobStore), requests waiting for a DiT batch (DiT)"),
+        _panel("Generation latency (p50, p95)", [(q(0.5), "p50"), (q(0.95), "p95")], "s",
                description="Request arrival to finished video"),
+        _panel("Time per deployment (p95)", [(q(0.95, "deployment, ", 'deployment!="all"'), "{{deployment}}")], "s",
+               description="Time a request spends in each deployment (the DiT's includes waiting for its batch)"),
+        _panel("Latency by resolution (p95)", [(q(0.95, "resolution, "), "{{resolution}}")], "s",
+               description="Request arrival to finished video, per output size"),
         _panel("Batch size (mean)", [(
-            f"sum(rate(ray_vidloom_serve_batch_size_sum{{{SEL}}}[{RATE}])) / "
-            f"sum(rate(ray_vidloom_serve_batch_size_count{{{SEL}}}[{RATE}]))", "mean")], "short",
-            description="Requests generated together"),
+            f"sum by (deployment) (rate(ray_vidloom_serve_batch_size_sum{{{SEL}}}[{RATE}])) / "
+            f"sum by (deployment) (rate(ray_vidloom_serve_batch_size_count{{{SEL}}}[{RATE}]))", "{{deployment}}")],
+            "short", description="Requests of one shape denoised together"),
         _panel("Requests per second", [(
-            f"sum(rate(ray_vidloom_serve_generation_latency_s_count{{{SEL}}}[{RATE}]))", "finished")], "reqps",
-            description="Finished generations per second"),
+            f'sum(rate(ray_vidloom_serve_generation_latency_s_count{{{SEL},deployment="all"}}[{RATE}]))', "finished")],
+            "reqps", description="Finished generations per second"),
     ])
 
 

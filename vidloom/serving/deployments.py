@@ -43,8 +43,11 @@ class PromptRewriter:
         self.stage = RewriteStage(backend)
 
     async def rewrite(self, prompt: str, mode: str) -> str:
+        t0 = time.perf_counter()
         # Local LM and remote backends block: keep the replica's event loop free meanwhile.
-        return await asyncio.to_thread(self.stage, prompt, mode)
+        text = await asyncio.to_thread(self.stage, prompt, mode)
+        metrics.generation_latency("PromptRewriter", "", time.perf_counter() - t0)
+        return text
 
 
 @serve.deployment(max_ongoing_requests=16, autoscaling_config=_LIGHT, ray_actor_options={"num_cpus": 1})
@@ -61,8 +64,10 @@ class TextEncoder:
         emb = await asyncio.to_thread(self.stage, prompts)
         parts = [type(emb)(states=emb.states[i:i + 1], mask=emb.mask[i:i + 1], pooled=emb.pooled[i:i + 1])
                  for i in range(len(prompts))]
+        seconds = time.perf_counter() - t0
+        metrics.generation_latency("TextEncoder", "", seconds)
         return {"cond": parts[0], "negative": parts[1] if negative is not None else None,
-                "timings_s": {"TextEncoder": round(time.perf_counter() - t0, 4)}}
+                "timings_s": {"TextEncoder": round(seconds, 4)}}
 
 
 @dataclass
@@ -128,7 +133,8 @@ class DiT:
             for n, out in zip(members, latents):
                 timings = {**batch[n].text["timings_s"], "DiT": round(seconds, 4)}
                 results[n] = {"latents": out, "batch_size": len(group), "timings_s": timings}
-                metrics.generation_latency("DiT", f"{items[n].latent_shape}", time.perf_counter() - batch[n].arrived)
+                metrics.generation_latency("DiT", metrics.resolution(batch[n].params),
+                                           time.perf_counter() - batch[n].arrived)
         return results
 
     def _run(self, group: list[DenoiseItem]):
@@ -164,6 +170,9 @@ class VAEDecoder:
             raise latents
         t0 = time.perf_counter()
         video = await asyncio.to_thread(self.stage, latents, fps)
-        timings = {**denoised["timings_s"], "VAEDecoder": round(time.perf_counter() - t0, 4)}
+        seconds = time.perf_counter() - t0
+        metrics.generation_latency("VAEDecoder", metrics.resolution(
+            {"width": video.width, "height": video.height, "num_frames": video.frames}), seconds)
+        timings = {**denoised["timings_s"], "VAEDecoder": round(seconds, 4)}
         return {"mp4": video.mp4, "thumbnail": video.thumbnail, "frames": video.frames, "height": video.height,
                 "width": video.width, "batch_size": denoised["batch_size"], "timings_s": timings}

@@ -215,7 +215,7 @@ class JobStore:
         job.update(status="completed", progress=100, completed_at=int(now),
                    expires_at=int(now + self.settings.expire_after_s))
         self._save(job)
-        metrics.generation_latency("all", job["size"], elapsed)
+        metrics.generation_latency("all", metrics.resolution(job["extras"]["params"]), elapsed)
 
     def _fail(self, job: dict[str, Any], code: str, message: str) -> None:
         if job["id"] not in self.jobs:

@@ -26,6 +26,11 @@ def _metric(name: str):
                      tag_keys=("deployment",))
 
 
+def resolution(params: dict) -> str:
+    """The latency's resolution tag, WIDTHxHEIGHTxFRAMES, from generation parameters."""
+    return f"{params['width']}x{params['height']}x{params['num_frames']}"
+
+
 def queue_depth(deployment: str, depth: int) -> None:
     if _ray_ready():
         _metric(QUEUE_DEPTH).set(depth, tags={"deployment": deployment})
