@@ -13,7 +13,8 @@ An input is one of:
 
 A row that cannot be read as a sample (no path, a malformed JSON line, a repeated path) becomes
 a record with ``error`` set, reported per row like a file that fails to decode; a missing
-caption is not an error: the sample is encoded with the empty prompt and flagged.
+caption is not an error: the sample is encoded with the empty prompt and flagged. `caption`
+is the text the encoder gets (curation's structured captions flattened by `caption_to_prompt`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import yaml
 
+from vidloom.platform.caption_schema import caption_to_prompt, extract_json_object, normalize_caption
 from vidloom.platform.config import ConfigError
 from vidloom.platform.ids import video_id
 from vidloom.platform.storage import VIDEO_EXTENSIONS
@@ -61,10 +63,14 @@ def media_kind(path: str) -> str:
 
 
 def _caption(value: Any) -> tuple[str, bool]:
-    """(caption, missing): null, NaN and blank captions become the empty prompt."""
+    """(prompt, missing): a structured caption (curation's JSON object) is flattened with
+    `caption_to_prompt`, as inference flattens a rewritten prompt; plain text is kept; null,
+    NaN and blank captions become the empty prompt."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "", True
     text = str(value).strip()
+    if text.startswith("{") and (obj := extract_json_object(text)) is not None:
+        text = caption_to_prompt(normalize_caption(obj)).strip()
     return text, not text
 
 
