@@ -1,0 +1,54 @@
+"""`vidloom generate` and the model checks at start, in this process (no Ray)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.serving.conftest import decode, save_tiny_export
+
+
+def test_generate_writes_the_requested_video(tmp_path, capsys):
+    from vidloom.jobs.generate import main
+
+    model = save_tiny_export(tmp_path / "run" / "final")
+    args = ["a boat on a calm lake, camera pans left", "--model", str(model), "--width", "64", "--height", "32",
+            "--frames", "9", "--steps", "2", "--seed", "5"]
+    assert main([*args, "--out", str(tmp_path / "a.mp4")]) == 0
+    out = capsys.readouterr().out
+    assert "64x32, 9 frames" in out and "Camera movement: pan left" in out
+    frames = decode((tmp_path / "a.mp4").read_bytes())
+    assert frames.shape == (9, 32, 64, 3)
+    assert main([*args, "--out", str(tmp_path / "b.mp4"), "--dtype", "bfloat16"]) == 0
+    assert decode((tmp_path / "b.mp4").read_bytes()).shape == (9, 32, 64, 3)
+    # The API's checks, named by their flag.
+    assert main([*args[:-6], "--width", "60", "--out", str(tmp_path / "c.mp4")]) == 2
+    assert "--width: width must be a multiple of 16" in capsys.readouterr().err
+    assert main([*args[:-4], "--frames", "8", "--out", str(tmp_path / "c.mp4")]) == 2
+    assert "--frames: num_frames must be 4k+1" in capsys.readouterr().err
+
+
+def test_model_checks_at_start(tmp_path):
+    from vidloom.models.dit.loading import build_dit, save_dit
+    from vidloom.models.dit.config import get_config
+    from vidloom.serving.model import RANDOM_MODEL_ID, ModelSpecError, resolve_model
+    from vidloom.serving.pipeline import TextStage
+
+    # Without a model: a random tiny DiT sized for the offline MiniLM encoder, said so.
+    spec = resolve_model(None)
+    assert spec.model_id == RANDOM_MODEL_ID and spec.random_init and "random" in spec.describe()["origin"]
+    assert (spec.dit().text_dim, spec.dit().pooled_dim) == (384, 384) and spec.text_encoder == "minilm"
+    # A recorded text encoder whose widths differ from the DiT's is refused before loading.
+    save_dit(build_dit(get_config("tiny")), tmp_path / "bad", meta={"text_encoder": {"spec": "minilm", "state_dim": 384}})
+    with pytest.raises(ModelSpecError, match="state_dim 384 does not match the DiT's text_dim 32"):
+        resolve_model(str(tmp_path / "bad"))
+    # Without recorded widths the encoder itself is checked when it loads.
+    save_dit(build_dit(get_config("tiny")), tmp_path / "plain")
+    with pytest.raises(ModelSpecError, match=r"\(384, 384\) but the DiT was built for \(32, 24\)"):
+        TextStage(resolve_model(str(tmp_path / "plain")))
+    # A pickle that needs more than weights_only=True is refused with the reason.
+    torch.save({"weights": torch.zeros(1), "code": ModelSpecError}, tmp_path / "mp_rank_00_model_states.pt")
+    with pytest.raises(ModelSpecError, match="weights_only"):
+        resolve_model(str(tmp_path / "mp_rank_00_model_states.pt"))
+    with pytest.raises(ModelSpecError, match="no such file"):
+        resolve_model(str(tmp_path / "missing"))
