@@ -85,3 +85,50 @@ class StageMetrics:
                 _histogram(STAGE_LATENCY, "Per-row latency of a pipeline stage", ("stage", "pipeline")).observe(
                     time.perf_counter() - start, tags=self.tags
                 )
+
+
+# -- training (names from cluster/monitoring/metrics_contract.yaml) -------------------------------
+TRAIN_LOSS = "vidloom_train_loss"
+TRAIN_TOKENS_PER_S = "vidloom_train_tokens_per_s"
+TRAIN_MFU = "vidloom_train_mfu"
+TRAIN_STEP_TIME = "vidloom_train_step_time_s"
+TRAIN_LR = "vidloom_train_lr"
+TRAIN_GRAD_NORM = "vidloom_train_grad_norm"
+STEP_TIME_BOUNDARIES_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120]
+
+
+@lru_cache(maxsize=None)
+def _gauge(name: str, description: str, tags: tuple[str, ...]):
+    from ray.util.metrics import Gauge
+
+    return Gauge(name, description=description, tag_keys=tags)
+
+
+class TrainMetrics:
+    """Loss, tokens/s, MFU, step time, learning rate and gradient norm of one training rank."""
+
+    def __init__(self, run: str, rank: int):
+        self.tags = {"run": run, "rank": str(rank)}
+        self.enabled = _ray_ready()
+
+    def record(self, *, loss: float, tokens_per_s: float, step_time_s: float, lr: float,
+               grad_norm: float | None = None, mfu: float | None = None) -> None:
+        if not self.enabled:
+            return
+        keys = ("run", "rank")
+        _gauge(TRAIN_LOSS, "Training loss of the last optimizer step", keys).set(loss, tags=self.tags)
+        _gauge(TRAIN_TOKENS_PER_S, "Latent tokens per second of this rank", keys).set(tokens_per_s, tags=self.tags)
+        _gauge(TRAIN_LR, "Learning rate of the last optimizer step", keys).set(lr, tags=self.tags)
+        if grad_norm is not None:
+            _gauge(TRAIN_GRAD_NORM, "Global gradient norm of the last optimizer step", keys).set(grad_norm, tags=self.tags)
+        if mfu is not None:
+            _gauge(TRAIN_MFU, "Model FLOPs utilisation of this rank", keys).set(mfu, tags=self.tags)
+        _step_histogram().observe(step_time_s, tags=self.tags)
+
+
+@lru_cache(maxsize=None)
+def _step_histogram():
+    from ray.util.metrics import Histogram
+
+    return Histogram(TRAIN_STEP_TIME, description="Wall time of one optimizer step",
+                     boundaries=STEP_TIME_BOUNDARIES_S, tag_keys=("run", "rank"))

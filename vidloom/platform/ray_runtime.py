@@ -9,12 +9,14 @@ import os
 log = logging.getLogger(__name__)
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True) -> dict:
+def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True,
+             log_to_driver: bool = True) -> dict:
     """Connect to (or start) Ray once; returns ``ray.cluster_resources()``.
 
     `address` (or RAY_ADDRESS) connects to a running cluster (``auto`` = the one `ray start`
     runs on this machine); otherwise a new local Ray starts with `num_cpus` (default: all
-    cores). Ray 2.60's token authentication must be configured
+    cores). `log_to_driver=False` keeps the workers' output in Ray's log files (jobs that show
+    their own progress line). Ray 2.60's token authentication must be configured
     the same way on both sides (RAY_AUTH_MODE); a mismatch is reported with what to set.
     """
     import ray
@@ -22,7 +24,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
     if ray.is_initialized():
         return ray.cluster_resources()
     address = address or os.environ.get("RAY_ADDRESS") or None
-    kwargs: dict = {"ignore_reinit_error": True, "log_to_driver": True}
+    kwargs: dict = {"ignore_reinit_error": True, "log_to_driver": log_to_driver}
     if quiet:
         kwargs["logging_level"] = logging.WARNING
     try:

@@ -1,8 +1,10 @@
-"""VAE training objective: L1 + LPIPS + hinge adversarial (3D patch discriminator) + KL.
+"""VAE training objective: L1 + perceptual + hinge adversarial (3D patch discriminator) + KL.
 
-Default weights: 1.0 * L1 + 0.1 * LPIPS + 0.05 * adversarial + 1e-6 * KL. LPIPS needs
-pretrained weights (setting ``vae.loss.lpips_weights``); without them the term is switched
-off with a warning at construction and reported as ``lpips_active = 0`` in every loss dict.
+Default weights: 1.0 * L1 + 0.1 * perceptual + 0.05 * adversarial + 1e-6 * KL. The perceptual
+term is LPIPS when its backbone weights are configured (setting ``vae.loss.lpips_weights``) and
+otherwise the named offline alternative, 1 − MS-SSIM (`vidloom.models.vae.ms_ssim`), which
+needs no weights: the term is never silently dropped. `perceptual_kind` says which one runs,
+and every loss dict reports ``lpips_active``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from torch import nn
 from vidloom.models.vae.discriminator import PatchDiscriminator3D
 from vidloom.models.vae.distribution import DiagonalGaussianDistribution
 from vidloom.models.vae.lpips import LPIPS
-from vidloom.platform.weights import MissingWeightsError, resolve_weights
+from vidloom.models.vae.ms_ssim import ms_ssim_loss
+from vidloom.platform.weights import resolve_weights
 
 logger = logging.getLogger(__name__)
 
@@ -48,17 +51,23 @@ class VAELoss(nn.Module):
         lpips_weights: str | Path | None = None,
         discriminator: nn.Module | None = None,
         discriminator_start_step: int = 0,
+        perceptual: str = "auto",
     ) -> None:
+        """`perceptual`: ``auto`` (LPIPS when `lpips_weights` is set, else MS-SSIM), ``lpips``
+        (its weights must be found: `MissingWeightsError` names the setting) or ``ms_ssim``."""
         super().__init__()
+        if perceptual not in ("auto", "lpips", "ms_ssim"):
+            raise ValueError(f"perceptual must be auto, lpips or ms_ssim, got {perceptual!r}")
         self.weights = weights or VAELossWeights()
         self.discriminator = discriminator if discriminator is not None else PatchDiscriminator3D()
         self.discriminator_start_step = discriminator_start_step
         self.lpips: LPIPS | None = None
-        if self.weights.lpips > 0:
-            try:
-                self.lpips = LPIPS.from_pretrained(resolve_weights(lpips_weights, LPIPS_SETTING))
-            except MissingWeightsError as err:
-                logger.warning("VAE loss: LPIPS term is OFF (weight %s ignored): %s", self.weights.lpips, err)
+        want_lpips = perceptual == "lpips" or (perceptual == "auto" and lpips_weights)
+        if self.weights.lpips > 0 and want_lpips:
+            self.lpips = LPIPS.from_pretrained(resolve_weights(lpips_weights, LPIPS_SETTING))
+        self.perceptual_kind = "lpips" if self.lpips is not None else ("ms_ssim" if self.weights.lpips > 0 else "off")
+        if self.perceptual_kind == "ms_ssim":
+            logger.info("VAE loss: perceptual term is 1 - MS-SSIM (no %s configured)", LPIPS_SETTING)
 
     @property
     def lpips_active(self) -> bool:
@@ -68,7 +77,9 @@ class VAELoss(nn.Module):
         return self.weights.adversarial > 0 and step >= self.discriminator_start_step
 
     def perceptual(self, video: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-        """Mean LPIPS over all frames (videos (B, 3, F, H, W) are compared frame by frame)."""
+        """Mean LPIPS (or 1 − MS-SSIM) over all frames of videos (B, 3, F, H, W)."""
+        if self.perceptual_kind == "ms_ssim":
+            return ms_ssim_loss(video, reconstruction)
         if self.lpips is None:
             return video.new_zeros(())
         frames = lambda v: v.transpose(1, 2).flatten(0, 1)  # noqa: E731 - (B*F, 3, H, W)
@@ -89,9 +100,7 @@ class VAELoss(nn.Module):
         adversarial = video.new_zeros(())
         if self._adversarial_on(step):
             adversarial = -self.discriminator(reconstruction).mean()
-        total = w.l1 * l1 + w.kl * kl + w.adversarial * adversarial
-        if self.lpips is not None:
-            total = total + w.lpips * lpips
+        total = w.l1 * l1 + w.kl * kl + w.adversarial * adversarial + w.lpips * lpips
         return {
             "loss": total,
             "l1": l1.detach(),

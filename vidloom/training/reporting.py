@@ -1,0 +1,128 @@
+"""What a user sees of a running stage: a progress file the driver turns into one progress
+line, metrics on Ray's endpoint (names from cluster/monitoring/metrics_contract.yaml), and
+TensorBoard / MLflow / W&B scalars written by rank 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from vidloom.platform.metrics import TrainMetrics
+from vidloom.training.config import StageConfig, TrainConfig
+
+PROGRESS_FILE = "progress.json"
+
+#: Peak dense bf16 FLOP/s of accelerators we know, for the MFU estimate.
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12}
+
+
+def device_peak_flops() -> float | None:
+    """Peak bf16 FLOP/s of this worker's GPU, or None (CPU or an unknown GPU: no MFU)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    for key, peak in PEAK_BF16_FLOPS.items():
+        if key in name:
+            return peak
+    return None
+
+
+class StepReporter:
+    """Per-step bookkeeping of one rank."""
+
+    def __init__(self, cfg: TrainConfig, stage: StageConfig, stage_dir: Path, rank: int, world: int, start: int):
+        self.cfg, self.stage, self.stage_dir, self.rank, self.world = cfg, stage, stage_dir, rank, world
+        self.start = start
+        self.peak = device_peak_flops()
+        self.metrics_sink = TrainMetrics(f"{cfg.name}-{stage.name}", rank)
+        self.last: dict[str, Any] = {}
+        self.t_start = time.time()
+        self.last_write = 0.0
+        self.trackers = _Trackers(cfg, stage, stage_dir.parent) if rank == 0 else None
+
+    def step(self, done: int, loss: float, engine, tokens: int, seconds: float, flops: float = 0.0) -> None:
+        """After optimizer step `done`: `tokens` latent tokens and `flops` model FLOPs in `seconds`."""
+        lr = float(engine.get_lr()[0]) if hasattr(engine, "get_lr") else float("nan")
+        grad_norm = engine.get_global_grad_norm() if hasattr(engine, "get_global_grad_norm") else None
+        tokens_per_s = tokens / max(seconds, 1e-9)
+        mfu = flops / max(seconds, 1e-9) / self.peak if self.peak and flops else None
+        self.last = {"loss": loss, "lr": lr, "tokens_per_s": tokens_per_s, "step_time_s": seconds,
+                     "grad_norm": float(grad_norm) if grad_norm is not None else None, "mfu": mfu}
+        self.metrics_sink.record(loss=loss, tokens_per_s=tokens_per_s, step_time_s=seconds, lr=lr,
+                                 grad_norm=self.last["grad_norm"], mfu=mfu)
+        if self.trackers is not None:
+            self.trackers.scalars(done, {k: v for k, v in self.last.items() if v is not None})
+        if self.rank == 0 and (time.time() - self.last_write > 0.5 or done == self.stage.steps):
+            self._write(done)
+
+    def _write(self, done: int) -> None:
+        elapsed = time.time() - self.t_start
+        rate = (done - self.start) / elapsed if elapsed > 0 and done > self.start else None
+        eta = (self.stage.steps - done) / rate if rate else None
+        body = {"stage": self.stage.name, "step": done, "steps": self.stage.steps, "eta_s": eta,
+                "time": time.time(), **self.last}
+        tmp = self.stage_dir / f".{PROGRESS_FILE}.tmp-{os.getpid()}"
+        self.stage_dir.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(body))
+        tmp.replace(self.stage_dir / PROGRESS_FILE)
+        self.last_write = time.time()
+
+    def evaluation(self, done: int, metrics: dict[str, float]) -> None:
+        if self.trackers is not None:
+            self.trackers.scalars(done, metrics)
+
+    def checkpointed(self, done: int) -> None:
+        if self.rank == 0:
+            (self.stage_dir / "checkpointed.json").write_text(json.dumps({"step": done, "time": time.time()}))
+
+    def metrics(self) -> dict[str, float]:
+        return {k: v for k, v in self.last.items() if v is not None}
+
+    def close(self) -> None:
+        if self.trackers is not None:
+            self.trackers.close()
+
+
+class _Trackers:
+    """TensorBoard event files by default; MLflow and W&B when configured (rank 0 only)."""
+
+    def __init__(self, cfg: TrainConfig, stage: StageConfig, run_dir: Path):
+        t = cfg.tracking
+        self.tb = self.mlflow = self.wandb = None
+        if t.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run_dir / "tensorboard" / stage.name))
+        if t.mlflow_uri:
+            import mlflow
+
+            mlflow.set_tracking_uri(t.mlflow_uri)
+            mlflow.set_experiment(cfg.name)
+            self.mlflow = mlflow
+            mlflow.start_run(run_name=f"{cfg.name}-{stage.name}")
+        if t.wandb_project:
+            import wandb
+
+            self.wandb = wandb.init(project=t.wandb_project, name=f"{cfg.name}-{stage.name}", dir=str(run_dir))
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(k, v, step)
+        if self.mlflow is not None:
+            self.mlflow.log_metrics(values, step=step)
+        if self.wandb is not None:
+            self.wandb.log(values, step=step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.mlflow is not None:
+            self.mlflow.end_run()
+        if self.wandb is not None:
+            self.wandb.finish()
