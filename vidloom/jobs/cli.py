@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("vidloom.jobs.export", "cut the tiered training sets (256p ... 720p, SFT, images) from a curated folder"),
     "precompute": ("vidloom.jobs.precompute", "encode tiers (or your own captioned videos) into a latent cache for training"),
     "report": ("vidloom.jobs.report", "write DIR/report/index.html: funnel, signals, examples, dedup, clusters, captions"),
+    "train": ("vidloom.jobs.train", "train the VAE or the DiT curriculum on Ray Train + DeepSpeed (resumable stages)"),
     "train-watermark-detector": ("vidloom.jobs.train_watermark_detector", "train the YOLO watermark/logo detector on synthetic overlays"),
     "status": ("vidloom.jobs.status", "funnel of a curation run folder, running or finished"),
     "submit": ("vidloom.jobs.submit", "submit curate/precompute/train jobs to a Ray cluster; status, stop"),
