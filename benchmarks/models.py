@@ -1,15 +1,19 @@
 """Model benchmarks: our DiT vs diffusers' HunyuanVideo transformer, VAE decode with/without tiling.
 
     python benchmarks/models.py            # CPU suite (a few minutes on 2 cores)
+    python benchmarks/models.py --compile  # ... plus the torch.compile'd fast path (compiles first)
     python benchmarks/models.py --quick    # CPU smoke run, < 60 s
     python benchmarks/models.py --gpu      # 1B bf16 train-step MFU + 13B per-block step (needs CUDA)
 
 CPU suite
-  1. DiT forward+backward throughput, ours vs diffusers' ``HunyuanVideoTransformer3DModel``.
-     Same process, same config, same inputs; diffusers gets our weights through
-     ``ours_to_diffusers`` so both compute the same function (the max |Δ| of the outputs is
-     printed). Steps are interleaved (ours, theirs, theirs, ours, ...) and each model's median
-     step time is reported, plus the median of the per-round time ratios.
+  1. DiT forward+backward throughput, ours (reference path, fast path ``set_fast_path(True)``,
+     with ``--compile`` the fast path with compiled blocks) vs diffusers'
+     ``HunyuanVideoTransformer3DModel``. Same process, same config, same inputs, same dtype
+     (fp32); diffusers gets our weights through ``ours_to_diffusers`` so all compute the same
+     function (the max |Δ| of each output against diffusers is printed). Steps are interleaved
+     (a, b, c, c, b, a, ...) and each model's median step time is reported, plus the median of
+     the per-round time ratios, which is what to read on a shared machine. The first step of
+     each (for the compiled one: the compilation) is timed apart as the warm-up.
   2. VAE decode time and peak memory with tiling vs without over several frame counts.
 
 Peak memory (CPU): every measurement runs in a fresh subprocess (``--worker``) with glibc's
@@ -185,12 +189,14 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(spec["threads"])
     if spec["kind"] == "dit":
         cfg = dit_cpu_config()
+        impl, fast, _ = DIT_VARIANTS[spec["impl"]]
         ours = build_ours(cfg)
-        model = ours if spec["impl"] == "ours" else build_theirs(ours)
-        if spec["impl"] != "ours":
+        ours.set_fast_path(fast)
+        model = ours if impl == "ours" else build_theirs(ours)
+        if impl != "ours":
             del ours
         inputs = dit_inputs(cfg, DIT_CPU_LATENT, DIT_CPU_TEXT, spec["text_valid"])
-        fn = train_step_fn(spec["impl"], model, inputs)
+        fn = train_step_fn(impl, model, inputs)
     else:
         from vidloom.models.vae import VAEConfig, load_vae
 
@@ -222,22 +228,35 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ CPU suite
 
 
+#: The DiT implementations a CPU run compares: (label, impl for forward_fn, fast path, compile).
+DIT_VARIANTS = {"ours": ("ours", False, False), "ours fast": ("ours", True, False),
+                "ours fast+compile": ("ours", True, True), "diffusers": ("theirs", False, False)}
+
+
 def bench_dit_cpu(reps: int, threads: int, memory: bool, profile: bool,
-                  text_valid: int = DIT_CPU_TEXT_VALID) -> dict[str, Any]:
+                  text_valid: int = DIT_CPU_TEXT_VALID, compile: bool = False) -> dict[str, Any]:
+    import copy
+
     cfg = dit_cpu_config()
     ours = build_ours(cfg)
-    theirs = build_theirs(ours)
+    models = {"ours": ours, "diffusers": build_theirs(ours), "ours fast": copy.deepcopy(ours)}
+    models["ours fast"].set_fast_path(True)
+    warmup: dict[str, float] = {}
+    if compile:
+        models["ours fast+compile"] = copy.deepcopy(ours)
+        models["ours fast+compile"].set_fast_path(True, compile=True)
     inputs = dit_inputs(cfg, DIT_CPU_LATENT, DIT_CPU_TEXT, text_valid)
+    steps = {name: train_step_fn(DIT_VARIANTS[name][0], m, inputs) for name, m in models.items()}
     with torch.no_grad():
-        diff = (forward_fn("ours", ours, inputs)() - forward_fn("theirs", theirs, inputs)()).abs().max().item()
-    steps = {"ours": train_step_fn("ours", ours, inputs), "diffusers": train_step_fn("theirs", theirs, inputs)}
-    for fn in steps.values():  # warm-up (oneDNN primitive caches, first-touch pages)
-        fn()
-    times: dict[str, list[float]] = {"ours": [], "diffusers": []}
-    walls: dict[str, list[float]] = {"ours": [], "diffusers": []}
+        theirs_out = forward_fn("theirs", models["diffusers"], inputs)()
+        diffs = {name: (forward_fn("ours", m, inputs)() - theirs_out).abs().max().item()
+                 for name, m in models.items() if name != "diffusers"}
+    for name, fn in steps.items():  # warm-up (oneDNN primitive caches, first-touch pages; compilation)
+        warmup[name] = _time2(fn)[0]
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    walls: dict[str, list[float]] = {name: [] for name in steps}
     for r in range(reps):
-        order = ("ours", "diffusers") if r % 2 == 0 else ("diffusers", "ours")
-        for name in order:
+        for name in (list(steps) if r % 2 == 0 else list(steps)[::-1]):
             w, c = _time2(steps[name])
             walls[name].append(w)
             times[name].append(c)
@@ -248,22 +267,25 @@ def bench_dit_cpu(reps: int, threads: int, memory: bool, profile: bool,
     res: dict[str, Any] = {
         "config": {**DIT_CPU, "latent": DIT_CPU_LATENT, "text_tokens": DIT_CPU_TEXT, "text_valid": text_valid,
                    "tokens_per_step": tokens, "parameters": ours.num_parameters()},
-        "max_abs_diff_fwd": diff, "reps": reps, "threads": threads,
+        "max_abs_diff_fwd": diffs, "reps": reps, "threads": threads, "variants": list(steps),
     }
     for name, ts in times.items():
         med = statistics.median(ts)
         res[name] = {"step_s_median": med, "step_s_min": min(ts), "tokens_per_s": tokens / med,
                      "gflops": step_flops / med / 1e9, "wall_s_median": statistics.median(walls[name]),
-                     "wall_tokens_per_s": tokens / statistics.median(walls[name])}
-    res["ratio_tokens_per_s"] = res["ours"]["tokens_per_s"] / res["diffusers"]["tokens_per_s"]
-    res["ratio_median_of_rounds"] = statistics.median(d / o for o, d in zip(times["ours"], times["diffusers"]))
-    res["ratio_wall"] = res["ours"]["wall_tokens_per_s"] / res["diffusers"]["wall_tokens_per_s"]
+                     "wall_tokens_per_s": tokens / statistics.median(walls[name]), "warmup_wall_s": warmup[name]}
+    theirs = times["diffusers"]
+    for name in steps:
+        if name != "diffusers":
+            res[name]["ratio_tokens_per_s"] = res[name]["tokens_per_s"] / res["diffusers"]["tokens_per_s"]
+            res[name]["ratio_median_of_rounds"] = statistics.median(d / o for o, d in zip(times[name], theirs))
+            res[name]["ratio_wall"] = res[name]["wall_tokens_per_s"] / res["diffusers"]["wall_tokens_per_s"]
     if memory:
-        for name, impl in (("ours", "ours"), ("diffusers", "theirs")):
-            res[name]["peak_mib"] = run_worker({"kind": "dit", "impl": impl, "threads": threads,
-                                                    "text_valid": text_valid})["peak_mib"]
+        for name in ("ours", "ours fast", "diffusers"):
+            res[name]["peak_mib"] = run_worker({"kind": "dit", "impl": name, "threads": threads,
+                                                "text_valid": text_valid})["peak_mib"]
     if profile:
-        res["profile"] = profile_compare(steps)
+        res["profile"] = profile_compare({n: steps[n] for n in ("ours fast", "diffusers")})
     return res
 
 
@@ -320,20 +342,22 @@ def bench_vae_cpu(frame_counts, reps: int, threads: int, vae_kwargs: dict[str, A
 
 def print_dit(res: dict[str, Any]) -> None:
     c = res["config"]
+    diffs = ", ".join(f"{n} {d:.1e}" for n, d in res["max_abs_diff_fwd"].items())
     print(f"DiT fwd+bwd (CPU, {res['threads']} thread(s), {res['reps']} interleaved rounds): hidden {c['hidden_size']}, "
           f"{c['heads']} heads, {c['depth_double']}+{c['depth_single']} blocks, refiner {c['refiner_depth']}, "
           f"{c['parameters'] / 1e6:.1f}M params; latent {tuple(c['latent'])} + {c['text_tokens']} text "
-          f"({c['text_valid']} valid) = {c['tokens_per_step']} tokens; max |Δ| fwd ours vs diffusers "
-          f"{res['max_abs_diff_fwd']:.1e}")
-    for name in ("ours", "diffusers"):
+          f"({c['text_valid']} valid) = {c['tokens_per_step']} tokens; max |Δ| fwd vs diffusers: {diffs}")
+    for name in res["variants"]:
         r = res[name]
         mem = f", peak +{r['peak_mib']:.0f} MiB" if "peak_mib" in r else ""
-        print(f"  {name:<10} {r['tokens_per_s']:8.0f} tokens/s  (median step {r['step_s_median'] * 1e3:.0f} ms CPU, "
-              f"min {r['step_s_min'] * 1e3:.0f} ms, {r['gflops']:.1f} GFLOP/s; wall {r['wall_s_median'] * 1e3:.0f} ms)"
-              f"{mem}")
-    print(f"  ratio ours/diffusers: {res['ratio_tokens_per_s']:.2f}x tokens/s by CPU time "
-          f"(median of per-round ratios {res['ratio_median_of_rounds']:.2f}x, by wall {res['ratio_wall']:.2f}x; "
-          f"target >= 1.2x)")
+        print(f"  {name:<18} {r['tokens_per_s']:8.0f} tokens/s  (median step {r['step_s_median'] * 1e3:.0f} ms CPU, "
+              f"min {r['step_s_min'] * 1e3:.0f} ms, {r['gflops']:.1f} GFLOP/s; wall {r['wall_s_median'] * 1e3:.0f} ms; "
+              f"first step {r['warmup_wall_s']:.1f} s wall){mem}")
+    for name in res["variants"]:
+        if name != "diffusers":
+            r = res[name]
+            print(f"  ratio {name} / diffusers: {r['ratio_tokens_per_s']:.2f}x tokens/s by CPU time (median of "
+                  f"per-round ratios {r['ratio_median_of_rounds']:.2f}x, by wall {r['ratio_wall']:.2f}x; target >= 1.2x)")
     if "profile" in res:
         print(f"  torch.profiler, one fwd+bwd each:\n{res['profile']}")
 
@@ -379,12 +403,13 @@ def peak_tflops(device_name: str, override: float | None) -> float:
 
 
 def bench_dit_train(config: DiTConfig, latent, text_len: int, device, dtype, warmup: int, iters: int,
-                    checkpointing: bool = False) -> dict[str, Any]:
+                    checkpointing: bool = False, fast: bool = True, compile: bool = False) -> dict[str, Any]:
     """Forward+backward of a full DiT (all text valid, batch 1) on `device`."""
     from vidloom.models.dit.loading import build_dit
 
     model = build_dit(config, device=device).to(dtype)
     model.set_gradient_checkpointing(checkpointing)
+    model.set_fast_path(fast, compile=compile)
     inputs = dit_inputs(config, latent, text_len, text_len, device=device, dtype=dtype)
     step = train_step_fn("ours", model, inputs)
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
@@ -427,6 +452,9 @@ def bench_blocks(config: DiTConfig, latent, text_len: int, device, dtype, warmup
             block = (DoubleStreamBlock(c.hidden_size, c.heads, c.mlp_ratio, c.qkv_bias) if kind == "double"
                      else SingleStreamBlock(c.hidden_size, c.heads, c.mlp_ratio)).to(dtype)
         randomize(block)
+        for m in block.modules():  # the fast path, as HunyuanVideoDiT.set_fast_path sets it
+            if hasattr(m, "fast"):
+                m.fast = True
 
         def step():
             block.zero_grad(set_to_none=True)
@@ -463,10 +491,11 @@ def gpu_suite(args) -> int:
     print(f"GPU: {name}, dense bf16 peak {peak:.0f} TFLOP/s, torch {torch.__version__}")
     latent = tuple(args.gpu_latent)
     r = bench_dit_train(get_config("1B"), latent, 256, "cuda", torch.bfloat16, args.gpu_warmup, args.gpu_iters,
-                        checkpointing=args.checkpointing)
+                        checkpointing=args.checkpointing, compile=args.compile)
     mfu = r["tflops"] / peak
     print(f"1B bf16 fwd+bwd, latent {latent} ({r['video_tokens']} video + 256 text tokens, batch 1, "
-          f"{r['params'] / 1e9:.2f}B params, checkpointing {'on' if args.checkpointing else 'off'}): "
+          f"{r['params'] / 1e9:.2f}B params, checkpointing {'on' if args.checkpointing else 'off'}, fast path"
+          f"{' + compile' if args.compile else ''}): "
           f"{r['step_s'] * 1e3:.1f} ms/step, {r['tokens_per_s']:.0f} tokens/s, {r['tflops']:.1f} TFLOP/s, "
           f"MFU {100 * mfu:.1f}% (target >= 40%), peak {r['peak_gib']:.1f} GiB")
     latent13 = tuple(args.gpu_block_latent)
@@ -492,7 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpu", action="store_true", help="GPU suite: 1B bf16 MFU and 13B per-block step (needs CUDA)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads for the CPU suite (default 1)")
     p.add_argument("--reps", type=int, default=None, help="interleaved rounds (default 9, quick 2)")
-    p.add_argument("--profile", action="store_true", help="print torch.profiler op tables for both DiTs")
+    p.add_argument("--profile", action="store_true", help="print torch.profiler op tables (ours fast, diffusers)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the fast path with torch.compile'd blocks (minutes of compilation first)")
     p.add_argument("--text-valid", type=int, nargs="+", default=None,
                    help=f"DiT: valid text tokens of {DIT_CPU_TEXT} (default {DIT_CPU_TEXT_VALID} and {DIT_CPU_TEXT}; "
                    f"quick: {DIT_CPU_TEXT_VALID})")
@@ -526,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     valid = args.text_valid or ([DIT_CPU_TEXT_VALID] if args.quick else [DIT_CPU_TEXT_VALID, DIT_CPU_TEXT])
     for n in ([] if args.skip_dit else valid):
         results["dit"].append(bench_dit_cpu(reps, args.threads, memory=not args.quick, profile=args.profile,
-                                            text_valid=n))
+                                            text_valid=n, compile=args.compile))
         print_dit(results["dit"][-1])
     if not args.skip_vae:
         frames = args.frames or ([9, 33] if args.quick else [9, 17, 33, 65])

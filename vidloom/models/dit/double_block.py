@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vidloom.models.dit import fused
 from vidloom.models.dit.attention import AttentionFn, RMSNorm, merge_heads, sdpa_attention, split_heads
-from vidloom.models.dit.embeddings import Modulation, modulate
+from vidloom.models.dit.embeddings import Modulation, gated_residual, modulate
 from vidloom.models.dit.mlp import MLP
 from vidloom.models.dit.rope import apply_rope
 
@@ -34,9 +35,10 @@ class DoubleStreamBlock(nn.Module):
             self.add_module(f"{stream}_norm2", nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6))
             self.add_module(f"{stream}_mlp", MLP(hidden_size, mlp_hidden, act="gelu_tanh"))
         self.gradient_checkpointing = False
+        self.fast = False  # fused kernels (see fused.py), set by HunyuanVideoDiT.set_fast_path
 
     def _qkv(self, stream: str, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor):
-        h = modulate(getattr(self, f"{stream}_norm1")(x), shift, scale)
+        h = (fused.modulate if self.fast else modulate)(getattr(self, f"{stream}_norm1")(x), shift, scale)
         q, k, v = (split_heads(p, self.heads) for p in getattr(self, f"{stream}_attn_qkv")(h).chunk(3, dim=-1))
         q = getattr(self, f"{stream}_attn_q_norm")(q)
         k = getattr(self, f"{stream}_attn_k_norm")(k)
@@ -57,15 +59,19 @@ class DoubleStreamBlock(nn.Module):
 
         iq, ik, iv = self._qkv("img", img, i_shift1, i_scale1)
         tq, tk, tv = self._qkv("txt", txt, t_shift1, t_scale1)
-        if rope is not None:
+        if rope is not None and self.fast:
+            table = fused.rope_table(*rope)
+            iq, ik = fused.apply_rope(iq, table), fused.apply_rope(ik, table)
+        elif rope is not None:
             iq, ik = apply_rope(iq, *rope), apply_rope(ik, *rope)
 
         attn = attention_fn(torch.cat([iq, tq], 2), torch.cat([ik, tk], 2), torch.cat([iv, tv], 2), key_mask)
         attn = merge_heads(attn)
         img_attn, txt_attn = attn[:, : img.shape[1]], attn[:, img.shape[1]:]
 
-        img = img + i_gate1 * self.img_attn_proj(img_attn)
-        img = img + i_gate2 * self.img_mlp(modulate(self.img_norm2(img), i_shift2, i_scale2))
-        txt = txt + t_gate1 * self.txt_attn_proj(txt_attn)
-        txt = txt + t_gate2 * self.txt_mlp(modulate(self.txt_norm2(txt), t_shift2, t_scale2))
+        mod, res = (fused.modulate, fused.gated_residual) if self.fast else (modulate, gated_residual)
+        img = res(img, i_gate1, self.img_attn_proj(img_attn))
+        img = res(img, i_gate2, self.img_mlp(mod(self.img_norm2(img), i_shift2, i_scale2)))
+        txt = res(txt, t_gate1, self.txt_attn_proj(txt_attn))
+        txt = res(txt, t_gate2, self.txt_mlp(mod(self.txt_norm2(txt), t_shift2, t_scale2)))
         return img, txt

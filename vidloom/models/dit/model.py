@@ -8,7 +8,7 @@ blocks process the concatenation, and the final layer maps image tokens back to 
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 import torch
 from torch import nn
@@ -22,6 +22,20 @@ from vidloom.models.dit.final_layer import FinalLayer, unpatchify
 from vidloom.models.dit.rope import rope_3d
 from vidloom.models.dit.single_block import SingleStreamBlock
 from vidloom.models.dit.token_refiner import SingleTokenRefiner
+
+def drop_padding_columns(text: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Remove text positions that are padding in every sample of the batch.
+
+    Such tokens are never attended (masked keys; the refiner's padded queries only feed padded
+    outputs) and never reach the video, so the velocity is unchanged; with right-padded prompts
+    of one length nothing is masked afterwards.
+    """
+    keep = mask.bool().any(0)
+    if bool(keep.all()):
+        return text, mask
+    idx = keep.nonzero().squeeze(1)
+    return text[:, idx], mask[:, idx]
+
 
 class DiTTokens(NamedTuple):
     """What `HunyuanVideoDiT.embed` hands to the blocks."""
@@ -63,6 +77,9 @@ class HunyuanVideoDiT(nn.Module):
             SingleStreamBlock(c.hidden_size, c.heads, c.mlp_ratio) for _ in range(c.depth_single)
         )
         self.final_layer = FinalLayer(c.hidden_size, c.patch_size, c.out_channels)
+        self.fast_path = False
+        self.sequence_parallel: Callable | None = None  # see set_sequence_parallel
+        self._compiled: dict[int, Callable] = {}  # id(block) -> torch.compile'd block
         self._init_special()
 
     def _init_special(self) -> None:
@@ -81,6 +98,30 @@ class HunyuanVideoDiT(nn.Module):
     def set_attention_fn(self, fn: AttentionFn | None) -> None:
         """Install an attention implementation (e.g. sequence parallel); None restores SDPA."""
         self.attention_fn = fn or sdpa_attention
+
+    def set_sequence_parallel(self, forward: Callable | None) -> None:
+        """Install a sequence-parallel forward, ``forward(model, x, t, text_states, text_mask,
+        pooled, guidance)`` (`vidloom.models.dit.parallel.enable_sequence_parallel`); None: off."""
+        self.sequence_parallel = forward
+
+    def set_fast_path(self, enabled: bool = True, compile: bool = False) -> None:
+        """The runtime switch of the fast path (not part of the config or the weights).
+
+        On: fused elementwise kernels in every block (fused.py), and text columns that are padding
+        in every sample are dropped before the model runs, so a batch whose prompts fill the kept
+        columns needs no attention mask and takes SDPA's unmasked kernels. Outputs equal the
+        reference path to float rounding (fp32 ~1e-6, bf16 within bf16 tolerance).
+        `compile=True` also wraps each block in `torch.compile` (inductor); the first forward and
+        backward at a new shape pay the compilation (docs/benchmarks.md has the measured warm-up),
+        blocks of one kind share the compiled code. Training and serving call this once after
+        loading; off restores the reference path bit for bit.
+        """
+        self.fast_path = enabled
+        for module in self.modules():
+            if module is not self and hasattr(module, "fast"):
+                module.fast = enabled
+        blocks = [*self.double_blocks, *self.single_blocks]
+        self._compiled = {id(b): torch.compile(b) for b in blocks} if enabled and compile else {}
 
     def set_gradient_checkpointing(
         self, enabled: bool = True, double: Iterable[int] | None = None, single: Iterable[int] | None = None
@@ -112,9 +153,10 @@ class HunyuanVideoDiT(nn.Module):
         return vec
 
     def _run(self, block: nn.Module, *args):
+        fn = self._compiled.get(id(block), block)
         if block.gradient_checkpointing and torch.is_grad_enabled():
-            return checkpoint(block, *args, use_reentrant=False)
-        return block(*args)
+            return checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
 
     def embed(
         self,
@@ -139,6 +181,8 @@ class HunyuanVideoDiT(nn.Module):
         grid = (frames // pt, height // ph, width // pw)
         t = torch.as_tensor(t, dtype=torch.float32, device=x.device).reshape(-1).expand(b)
 
+        if self.fast_path and text_mask is not None and text_mask.device.type != "meta":
+            text_states, text_mask = drop_padding_columns(text_states, text_mask)
         vec = self.condition_vector(t, pooled.to(dtype), guidance)
         img = self.img_in(x.to(dtype))
         txt = self.txt_in(text_states.to(dtype), t, text_mask)
@@ -194,6 +238,8 @@ class HunyuanVideoDiT(nn.Module):
         Returns:
             velocity (B, C_out, T, H, W) in the model's dtype.
         """
+        if self.sequence_parallel is not None:
+            return self.sequence_parallel(self, x, t, text_states, text_mask, pooled, guidance)
         e = self.embed(x, t, text_states, text_mask, pooled, guidance)
         img = self.run_blocks(e.img, e.txt, e.vec, e.rope, e.key_mask)
         c = self.config

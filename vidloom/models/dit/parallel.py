@@ -13,9 +13,9 @@ q, k and v travel in one collective, the output in another; backward runs the sa
 reverse. P must divide the number of heads. Padding tokens are masked as keys and dropped at the end.
 
 Gradient convention: every rank of the group computes the same loss on the gathered output
-(`gather_sequence`), and each parameter's full-sample gradient is the SUM of its gradients over
-the SP group. Data-parallel engines (DDP, DeepSpeed) average over all ranks, so a training loop
-multiplies its loss by P before backward (see `SequenceParallelDiT`).
+(`gather_sequence`), and each parameter's full-sample gradient is the AVERAGE of its gradients
+over the SP group, which is what data-parallel engines (DDP, DeepSpeed) compute anyway when
+they average over all dp × sp ranks: the training loop needs no change beyond the groups.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import nn
 
 from vidloom.models.dit.attention import AttentionFn, sdpa_attention
 from vidloom.models.dit.final_layer import unpatchify
@@ -136,19 +135,21 @@ class _HeadsToSequence(torch.autograd.Function):
 
 class _GatherSequence(torch.autograd.Function):
     """All-gather along dim 1. Every rank then computes the same function of the full tensor,
-    so the gradient of this rank's shard is just its own slice of the incoming gradient."""
+    so the gradient of this rank's shard is its own slice of the incoming gradient; it is
+    scaled by P so that averaging parameter gradients over the group (as DDP and DeepSpeed do)
+    gives the full-sample gradient, the contributions of the P ranks being summed."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, group) -> torch.Tensor:
         p, rank = _size_rank(group)
-        ctx.rank, ctx.shard = rank, x.shape[1]
+        ctx.size, ctx.rank, ctx.shard = p, rank, x.shape[1]
         parts = [torch.empty_like(x) for _ in range(p)]
         dist.all_gather(parts, x.contiguous(), group=group)
         return torch.cat(parts, dim=1)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return grad.narrow(1, ctx.rank * ctx.shard, ctx.shard), None
+        return grad.narrow(1, ctx.rank * ctx.shard, ctx.shard) * ctx.size, None
 
 
 # ------------------------------------------------------------------------------ public helpers
@@ -193,43 +194,23 @@ def ulysses_attention(
     return _HeadsToSequence.apply(inner(q, k, v, key_mask), text_len, group)
 
 
-class SequenceParallelDiT(nn.Module):
-    """Runs a `HunyuanVideoDiT` with its video tokens split over the ranks of `group`.
+class UlyssesSequenceParallel:
+    """The `HunyuanVideoDiT.set_sequence_parallel` hook: runs the model's forward with its video
+    tokens split over the ranks of `group`. Install with `enable_sequence_parallel`."""
 
-    Every rank passes the same full inputs (same batch, timesteps, noise) and gets the same full
-    velocity back, so callers (training loss, sampler) do not change. Activation checkpointing
-    and a custom `attention_fn` set on the model (used per head shard) carry over.
-
-    Training: every rank computes the same loss on the returned velocity; a parameter's gradient
-    is the sum over the group, so with an engine that averages over all dp × sp ranks
-    (DDP, DeepSpeed) call ``engine.backward(loss * sp_size)``.
-    """
-
-    def __init__(self, model: nn.Module, group: dist.ProcessGroup | None = None):
-        super().__init__()
-        self.model = model
+    def __init__(self, group: dist.ProcessGroup | None, heads: int):
         self.group = group
-        self.size = dist.get_world_size(group)
-        heads = model.config.heads
+        self.size, self.rank = _size_rank(group)
         if heads % self.size:
             raise ValueError(f"sequence parallel size {self.size} must divide the DiT's heads ({heads}); "
                              f"choose one of {[d for d in range(1, heads + 1) if heads % d == 0]}")
 
-    @property
-    def config(self):
-        return self.model.config
+    def __deepcopy__(self, memo):  # a process group cannot be copied; a copied model shares it
+        return self
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        t: torch.Tensor | float,
-        text_states: torch.Tensor,
-        text_mask: torch.Tensor | None,
-        pooled: torch.Tensor,
-        guidance: torch.Tensor | float | None = None,
-    ) -> torch.Tensor:
-        m, group = self.model, self.group
-        e = m.embed(x, t, text_states, text_mask, pooled, guidance)
+    def __call__(self, model, x, t, text_states, text_mask, pooled, guidance=None) -> torch.Tensor:
+        group = self.group
+        e = model.embed(x, t, text_states, text_mask, pooled, guidance)
         b, video_len = e.img.shape[:2]
         text_len = e.txt.shape[1]
         padded = math.ceil(video_len / self.size) * self.size
@@ -239,9 +220,22 @@ class SequenceParallelDiT(nn.Module):
             text = (e.key_mask[:, video_len:] if e.key_mask is not None
                     else torch.ones(b, text_len, dtype=torch.bool, device=x.device))
             key_mask = torch.cat([video, text], dim=1)
-        attention = functools.partial(ulysses_attention, group=group, text_len=text_len, inner=m.attention_fn)
+        attention = functools.partial(ulysses_attention, group=group, text_len=text_len, inner=model.attention_fn)
         rope = tuple(shard_sequence(table, group, dim=0) for table in e.rope)
-        img = m.run_blocks(shard_sequence(e.img, group), e.txt, e.vec, rope, key_mask, attention)
-        out = gather_sequence(m.final_layer(img, e.vec), video_len, group)
-        c = m.config
+        img = model.run_blocks(shard_sequence(e.img, group), e.txt, e.vec, rope, key_mask, attention)
+        out = gather_sequence(model.final_layer(img, e.vec), video_len, group)
+        c = model.config
         return unpatchify(out, e.grid, c.patch_size, c.out_channels)
+
+
+def enable_sequence_parallel(model, group: dist.ProcessGroup | None) -> None:
+    """Split `model`'s video tokens over `group` from now on (None: back to one rank).
+
+    Every rank of the group passes the same full inputs (same batch, timesteps, noise) and gets
+    the same full velocity back, so the training loss and the sampler do not change, nor do the
+    model's parameters and state dict (wrap it in DeepSpeed as before). Activation checkpointing,
+    the fast path and a custom `attention_fn` (run per head shard) carry over. Gradients: each
+    rank holds P × its share, so averaging over the group (what DDP / DeepSpeed do over all
+    dp × sp ranks) gives the full-sample gradient.
+    """
+    model.set_sequence_parallel(None if group is None else UlyssesSequenceParallel(group, model.config.heads))

@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vidloom.models.dit import fused
 from vidloom.models.dit.attention import AttentionFn, RMSNorm, merge_heads, sdpa_attention, split_heads
-from vidloom.models.dit.embeddings import Modulation, modulate
+from vidloom.models.dit.embeddings import Modulation, gated_residual, modulate
 from vidloom.models.dit.rope import apply_rope
 
 
@@ -31,6 +32,7 @@ class SingleStreamBlock(nn.Module):
         self.mlp_act = nn.GELU(approximate="tanh")
         self.modulation = Modulation(hidden_size, 3)
         self.gradient_checkpointing = False
+        self.fast = False  # fused kernels (see fused.py), set by HunyuanVideoDiT.set_fast_path
 
     def forward(
         self,
@@ -43,13 +45,17 @@ class SingleStreamBlock(nn.Module):
     ) -> torch.Tensor:
         """x (B, Li+Lt, D) with the first `img_len` tokens being video."""
         shift, scale, gate = self.modulation(vec)
-        qkv, mlp = self.linear1(modulate(self.pre_norm(x), shift, scale)).split(
+        mod, res = (fused.modulate, fused.gated_residual) if self.fast else (modulate, gated_residual)
+        qkv, mlp = self.linear1(mod(self.pre_norm(x), shift, scale)).split(
             [3 * self.hidden_size, self.mlp_hidden], dim=-1
         )
         q, k, v = (split_heads(p, self.heads) for p in qkv.chunk(3, dim=-1))
         q, k = self.q_norm(q), self.k_norm(k)
-        if rope is not None:
+        if rope is not None and self.fast:
+            table = fused.rope_table(*rope, text_len=q.shape[2] - img_len)
+            q, k = fused.apply_rope(q, table), fused.apply_rope(k, table)
+        elif rope is not None:
             q = torch.cat([apply_rope(q[:, :, :img_len], *rope), q[:, :, img_len:]], dim=2)
             k = torch.cat([apply_rope(k[:, :, :img_len], *rope), k[:, :, img_len:]], dim=2)
         attn = merge_heads(attention_fn(q, k, v, key_mask))
-        return x + gate * self.linear2(torch.cat([attn, self.mlp_act(mlp)], dim=-1))
+        return res(x, gate, self.linear2(torch.cat([attn, self.mlp_act(mlp)], dim=-1)))
