@@ -230,7 +230,7 @@ def iterate_batches(iterator, start: int, accumulation: int) -> Iterator[tuple[i
         step = int(row["step"])
         if step < start:
             continue
-        pending.append({k: torch.from_numpy(np.asarray(v)) for k, v in row.items() if k not in _PLAN_KEYS})
+        pending.append({k: torch.from_numpy(np.array(v)) for k, v in row.items() if k not in _PLAN_KEYS})
         if len(pending) == accumulation:
             yield step, pending
             pending = []

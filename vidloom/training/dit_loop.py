@@ -112,8 +112,7 @@ def train_dit_stage(config: dict[str, Any]) -> None:
             else:
                 loss = flow_matching_loss(engine, batch["latent"], batch["text_states"], batch["text_mask"],
                                           batch["pooled"], config=flow, generator=gen).loss
-            engine.backward(loss)
-            engine.step()
+            grad_norm = eng.backward_and_step(engine, loss)
             lat = batch["latent"].shape
             per_sample = (lat[2] // patch[0]) * (lat[3] // patch[1]) * (lat[4] // patch[2])
             tokens += lat[0] * per_sample
@@ -123,7 +122,7 @@ def train_dit_stage(config: dict[str, Any]) -> None:
         if ema is not None:
             ema.update(engine)
         done = step + 1
-        reporter.step(done, float(loss.detach()), engine, tokens, time.perf_counter() - t0, flops)
+        reporter.step(done, float(loss.detach()), engine, tokens, time.perf_counter() - t0, flops, grad_norm)
         metrics = evaluator.maybe_evaluate(done, ema)
         reporter.evaluation(done, metrics)
         if done % cfg.checkpoint.every == 0 or done == stage.steps:

@@ -115,6 +115,21 @@ class EMA:
         return {k: (self.shadow[k].to(v.dtype) if k in self.shadow else v) for k, v in full_state.items()}
 
 
+def backward_and_step(engine, loss: torch.Tensor) -> float | None:
+    """``engine.backward`` + ``engine.step``; returns the global gradient norm of an optimizer
+    step (DeepSpeed's own under ZeRO 2/3, measured here before the step under ZeRO 0/1)."""
+    engine.backward(loss)
+    norm = None
+    if engine.is_gradient_accumulation_boundary() and engine.zero_optimization_stage() < 2:
+        grads = [p.grad.detach().float().norm() for p in engine.module.parameters() if p.grad is not None]
+        norm = float(torch.stack(grads).norm()) if grads else None
+    engine.step()
+    if norm is None:
+        value = engine.get_global_grad_norm()
+        norm = float(value) if value is not None else None
+    return norm
+
+
 def full_state_dict(engine) -> dict[str, torch.Tensor]:
     """The whole model's weights on every rank (gathered under ZeRO-3), on the CPU, fp32."""
     with full_parameters(engine):

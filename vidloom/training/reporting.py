@@ -45,10 +45,10 @@ class StepReporter:
         self.last_write = 0.0
         self.trackers = _Trackers(cfg, stage, stage_dir.parent) if rank == 0 else None
 
-    def step(self, done: int, loss: float, engine, tokens: int, seconds: float, flops: float = 0.0) -> None:
+    def step(self, done: int, loss: float, engine, tokens: int, seconds: float, flops: float = 0.0,
+             grad_norm: float | None = None) -> None:
         """After optimizer step `done`: `tokens` latent tokens and `flops` model FLOPs in `seconds`."""
         lr = float(engine.get_lr()[0]) if hasattr(engine, "get_lr") else float("nan")
-        grad_norm = engine.get_global_grad_norm() if hasattr(engine, "get_global_grad_norm") else None
         tokens_per_s = tokens / max(seconds, 1e-9)
         mfu = flops / max(seconds, 1e-9) / self.peak if self.peak and flops else None
         self.last = {"loss": loss, "lr": lr, "tokens_per_s": tokens_per_s, "step_time_s": seconds,

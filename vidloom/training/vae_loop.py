@@ -130,8 +130,7 @@ def train_vae_stage(config: dict[str, Any]) -> None:
             disc.requires_grad_(False)  # the generator step must not train the discriminator
             recon, posterior = engine(video, generator=step_generator(cfg.seed, step, rank, m))
             losses = criterion(video, recon, posterior, step)
-            engine.backward(losses["loss"])
-            engine.step()
+            grad_norm = eng.backward_and_step(engine, losses["loss"])
             disc.requires_grad_(True)
             if criterion._adversarial_on(step):
                 d_opt.zero_grad(set_to_none=True)
@@ -142,7 +141,7 @@ def train_vae_stage(config: dict[str, Any]) -> None:
             ema.update(engine)
         done = step + 1
         pixels = video.shape[0] * video.shape[2] * video.shape[3] * video.shape[4]
-        reporter.step(done, float(losses["loss"]), engine, pixels, time.perf_counter() - t0)
+        reporter.step(done, float(losses["loss"]), engine, pixels, time.perf_counter() - t0, 0.0, grad_norm)
         metrics = evaluate(done) if done % cfg.eval.every == 0 or done == stage.steps else {}
         reporter.evaluation(done, metrics)
         extra = {"l1": float(losses["l1"]), "perceptual": float(losses["lpips"]), **metrics,

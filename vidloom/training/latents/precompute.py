@@ -146,8 +146,13 @@ def precompute(data: list[str], out: str | os.PathLike, config: PrecomputeConfig
     out = Path(out)
     records = list_samples(list(data), config.tiers)  # a bad input or tier name stops here
     cfg = config.model_dump(mode="json")
-    probe_task = ray.remote(describe_models).options(num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker)
-    _check_or_write_meta(out, config, ray.get(probe_task.remote(cfg)))
+    probe_task = ray.remote(describe_models).options(
+        num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker, max_retries=0)
+    try:
+        probe = ray.get(probe_task.remote(cfg))
+    except ray.exceptions.RayTaskError as exc:  # e.g. MissingWeightsError naming the setting
+        raise (exc.cause if isinstance(exc.cause, Exception) else exc) from None
+    _check_or_write_meta(out, config, probe)
     clear_temporaries(out)
 
     done = finished_ids(out)
