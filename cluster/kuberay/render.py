@@ -105,9 +105,10 @@ def rayjob_curate() -> dict:
 
 
 def rayjob_train() -> dict:
-    # vidloom.jobs.train comes with the training issue; its arguments are defined there.
+    # A rerun of the same RayJob (same --out) skips finished stages and resumes the interrupted one.
     job = _rayjob("vidloom-train-example",
-                  "python -m vidloom.jobs.train --config /data/configs/train.yaml --out /data/runs/train-example")
+                  "python -m vidloom.jobs.train dit --config /data/configs/train.yaml --data /data/latents "
+                  "--out /data/runs/train-example")
     # Training holds its GPU nodes for the whole run: start them with the cluster.
     for group in job["spec"]["rayClusterSpec"]["workerGroupSpecs"]:
         if group["groupName"] == "gpu":

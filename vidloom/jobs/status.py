@@ -1,4 +1,5 @@
-"""`vidloom status RUN [INPUT...]`: the funnel of a curation run, running or finished.
+"""`vidloom status RUN [INPUT...]`: the funnel of a curation run, or the stages of a training
+run (`vidloom train --out`), running or finished.
 
 While the run goes, finished videos are the part files under ``RUN/manifest/parts/``; once it
 has consolidated, ``RUN/manifest/{videos,clips}.parquet``. Inputs found are known from
@@ -110,11 +111,48 @@ def run_funnel(run_dir: str | Path, inputs: list[str] | None = None) -> RunFunne
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vidloom status", description=__doc__.split("\n")[0])
-    p.add_argument("run", help="the --out folder of `vidloom curate`")
+    p.add_argument("run", help="the --out folder of `vidloom curate` or `vidloom train`")
     p.add_argument("inputs", nargs="*", help="the run's inputs, to count inputs found while it runs")
     p.add_argument("--watch", type=float, metavar="S", help="print again every S seconds until the run is finished")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     return p
+
+
+def training_status(run: str | Path) -> dict:
+    """Stages of a training run folder (`vidloom train --out`): state, step, loss, validation."""
+    import yaml
+
+    run = Path(run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    stages = []
+    for stage in config.get("stages", []):
+        folder = run / stage["name"]
+        done = _json(folder / "done.json")
+        progress = _json(folder / "progress.json") or {}
+        state = "finished" if done else ("running" if progress else "pending")
+        metrics = (done or {}).get("metrics", {})
+        stages.append({"name": stage["name"], "kind": stage["kind"], "state": state,
+                       "step": progress.get("step", 0), "steps": stage["steps"], "loss": progress.get("loss"),
+                       "val_loss": metrics.get("val_loss", metrics.get("val_psnr")), "eta_s": progress.get("eta_s")})
+    finished = all(s["state"] == "finished" for s in stages) and (run / "final").is_dir()
+    return {"run": str(run), "kind": "training", "state": "finished" if finished else "running", "stages": stages}
+
+
+def _json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def training_text(status: dict) -> str:
+    lines = [f"{status['run']}: training, {status['state']}"]
+    for s in status["stages"]:
+        loss = f"  loss {s['loss']:.4f}" if s["loss"] is not None else ""
+        val = f"  validation {s['val_loss']:.4f}" if s["val_loss"] is not None else ""
+        eta = f"  ETA {s['eta_s']:.0f} s" if s["state"] == "running" and s["eta_s"] is not None else ""
+        lines.append(f"  {s['name']:<14} {s['kind']:<8} {s['state']:<9} step {s['step']}/{s['steps']}{loss}{val}{eta}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,6 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.run).is_dir():
         print(f"vidloom status: no run folder at {args.run}", file=sys.stderr)
         return 1
+    if (Path(args.run) / "config.yaml").is_file() and not (Path(args.run) / "manifest").exists():
+        while True:  # a training run (`vidloom train --out`)
+            status = training_status(args.run)
+            print(json.dumps(status) if args.json else training_text(status), flush=True)
+            if not args.watch or status["state"] == "finished":
+                return 0
+            time.sleep(args.watch)
     while True:
         funnel = run_funnel(args.run, args.inputs or None)
         print(json.dumps(asdict(funnel)) if args.json else funnel.to_text(), flush=True)

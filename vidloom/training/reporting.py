@@ -41,6 +41,7 @@ class StepReporter:
         self.peak = device_peak_flops()
         self.metrics_sink = TrainMetrics(f"{cfg.name}-{stage.name}", rank)
         self.last: dict[str, Any] = {}
+        self.rates: list[float] = []  # tokens/s of each step after the first two (warm-up)
         self.t_start = time.time()
         self.last_write = 0.0
         self.trackers = _Trackers(cfg, stage, stage_dir.parent) if rank == 0 else None
@@ -51,8 +52,12 @@ class StepReporter:
         lr = float(engine.get_lr()[0]) if hasattr(engine, "get_lr") else float("nan")
         tokens_per_s = tokens / max(seconds, 1e-9)
         mfu = flops / max(seconds, 1e-9) / self.peak if self.peak and flops else None
+        if done - self.start > 2:
+            self.rates.append(tokens_per_s)
         self.last = {"loss": loss, "lr": lr, "tokens_per_s": tokens_per_s, "step_time_s": seconds,
-                     "grad_norm": float(grad_norm) if grad_norm is not None else None, "mfu": mfu}
+                     "grad_norm": float(grad_norm) if grad_norm is not None else None, "mfu": mfu,
+                     "tokens_per_s_mean": sum(self.rates) / len(self.rates) if self.rates else None,
+                     "peak_rss_mb": _peak_rss_mb()}
         self.metrics_sink.record(loss=loss, tokens_per_s=tokens_per_s, step_time_s=seconds, lr=lr,
                                  grad_norm=self.last["grad_norm"], mfu=mfu)
         if self.trackers is not None:
@@ -86,6 +91,13 @@ class StepReporter:
     def close(self) -> None:
         if self.trackers is not None:
             self.trackers.close()
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory (MiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 class _Trackers:

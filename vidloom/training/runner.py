@@ -56,7 +56,8 @@ class TrainSummary:
     def to_text(self) -> str:
         lines = [f"training run {self.out} ({self.target})"]
         for s in self.stages:
-            figures = ", ".join(f"{k} {v:.4g}" for k, v in s.metrics.items() if isinstance(v, float) and "val_loss" in k)
+            figures = ", ".join(f"{k} {s.metrics[k]:.4g}" for k in ("val_loss", "val_loss_initial", "val_psnr",
+                                                                    "val_psnr_initial") if k in s.metrics)
             lines.append(f"  {s.name:<12} {s.kind:<8} {s.status:<8} {s.steps} steps  {s.seconds:6.1f} s  {figures}")
         lines += [f"  note: {n}" for n in self.notes]
         lines.append(f"final model: {self.final}")
