@@ -103,6 +103,9 @@ def prepare(cfg: TrainConfig, data: str) -> Prepared:
     from vidloom.models.text import build_text_encoder
     from vidloom.training.latents import LatentCache, NotALatentCacheError, vae_digest
 
+    if cfg.data_mode == "pixels":
+        raise ConfigError("data_mode: 'pixels' (encoding on the fly) is not available for DiT runs yet; "
+                          "precompute a latent cache with `vidloom precompute` and pass it as --data")
     try:
         cache = LatentCache.open(data)
     except NotALatentCacheError as exc:
