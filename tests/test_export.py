@@ -298,7 +298,7 @@ def test_tighter_threshold_reexports_without_the_sources(exported, tmp_path):
     sources.rename(hidden)
     try:
         tiers = list(exported["config"].tiers)
-        tight = FAST + ["tiers.256p.sharpness_min=150"] + [f"tiers.{n}.sharpness_min=150" for n in tiers[1:]]
+        tight = FAST + ["tiers.256p.sharpness_min=0.45"] + [f"tiers.{n}.sharpness_min=0.45" for n in tiers[1:]]
         tight += [f"tiers.{n}.letterbox=drop" for n in tiers]
         summary = run_export(out, load_export_config(None, tight))
     finally:
@@ -306,13 +306,13 @@ def test_tighter_threshold_reexports_without_the_sources(exported, tmp_path):
     assert summary.sources_decoded == 0 and summary.cut == 0 and summary.errors == 0
     rows = _manifest(out, "256p")
     after = {r["clip_id"] for r in rows}
-    assert after < before and all(r["sharpness"] >= 150 and not r["border_box"] for r in rows)
+    assert after < before and all(r["sharpness"] >= 0.45 and not r["border_box"] for r in rows)
     assert {p.stem for p in (out / "tiers" / "256p" / "clips").glob("*.mp4")} == after
     clips = pq.read_table(out / "manifest" / "clips.parquet").to_pylist()
     newly_out = [c for c in clips if c["clip_id"] in before - after]
     assert {json.loads(c["drop_reason"])["256p"] for c in newly_out} == {"sharpness_min", "letterbox"}
     funnel = json.loads((out / "tiers" / "funnel.json").read_text())
-    assert funnel["256p"]["thresholds"]["sharpness_min"] == 150 and funnel["256p"]["kept"] == len(after)
+    assert funnel["256p"]["thresholds"]["sharpness_min"] == 0.45 and funnel["256p"]["kept"] == len(after)
 
 
 def test_export_is_idempotent_and_resumes(exported, tmp_path):

@@ -261,7 +261,7 @@ def test_dover_loads_the_official_file_layout_and_scores_deterministically(dover
     values = [first.technical_raw, first.aesthetic_raw, first.technical, first.aesthetic, first.overall]
     assert all(math.isfinite(v) for v in values)
     assert all(0.0 < v < 1.0 for v in values[2:])
-    assert scorer.backend == f"dover:{digest}"
+    assert scorer.backend == f"dover-stills:{digest}"
     # the technical branch sees pixels: different frames, different scores
     assert scorer.score(_frames(seed=1)).technical_raw != first.technical_raw
 
@@ -312,7 +312,7 @@ def test_stage_dover_backend_on_a_real_row(dover_checkpoint, analysed_row):
     assert len(clips) == 4
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     for clip in clips:
-        assert clip["quality_backend"] == f"dover:{digest}"
+        assert clip["quality_backend"] == f"dover-stills:{digest}"
         for key in ("quality", "quality_technical", "quality_aesthetic"):
             assert 0.0 < clip[key] < 1.0
 

@@ -21,12 +21,12 @@ from vidloom.pipelines.report.data import SIGNALS
 from vidloom.pipelines.report.render import SECTIONS
 
 # Two video tiers for the funnel, with thresholds that split the sample corpus where its
-# planted defects are: blurred shots have sharpness < 10, frozen ones frame_diff < 0.05,
+# planted defects are: blurred shots have sharpness (clarity) < 0.1, frozen ones frame_diff < 0.05,
 # subtitles and titles cover more than 1 % of the frame. Short samples (9 frames) keep the
 # real export cheap.
 TIERS = {
-    "256p": dict(resolution=256, min_short_side=256, num_frames=9, fps=24, sharpness_min=20.0, frame_diff_min=0.2),
-    "360p": dict(resolution=360, min_short_side=256, num_frames=9, fps=24, duration_min_s=2.5, sharpness_min=20.0,
+    "256p": dict(resolution=256, min_short_side=256, num_frames=9, fps=24, sharpness_min=0.25, frame_diff_min=0.2),
+    "360p": dict(resolution=360, min_short_side=256, num_frames=9, fps=24, duration_min_s=2.5, sharpness_min=0.25,
                  frame_diff_min=0.2, text_ratio_max=0.01),
 }
 
@@ -225,7 +225,7 @@ def test_report_after_export(after_export):
             assert groups[title].count == n and 0 < len(groups[title].cards) <= 6
             assert title in html
     blur = groups["Dropped at 256p by sharpness_min"].cards
-    assert all(re.fullmatch(r"dropped by sharpness_min: sharpness = [\d.e+-]+ \(needs ≥ 20\)", c.note) for c in blur)
+    assert all(re.fullmatch(r"dropped by sharpness_min: sharpness = [\d.e+-]+ \(needs ≥ 0.25\)", c.note) for c in blur)
     assert {"v06_coffee.mp4", "v08_camera.mp4"} <= {c.source_name for c in blur}  # the blurred shots
     subtitles = groups["Dropped at 360p by text_ratio_max"].cards
     assert "v00_astronaut.mp4" in {c.source_name for c in subtitles}

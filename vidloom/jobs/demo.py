@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="vidloom demo", description=__doc__.split("\n")[0])
     p.add_argument("workdir", nargs="?", default="vidloom-demo", help="where samples and results go")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train", action="store_true",
+                   help="go on: train the VAE, precompute latents, train the DiT curriculum, write sample videos")
     add_override_option(p, "split.min_clip_s=3")
     add_ray_options(p, address=False)
     args = p.parse_args(argv)
@@ -41,8 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[1/4] rendering the sample corpus into {samples} ...", flush=True)
     render_sample_corpus(samples, seed=args.seed)
     print("[2/4] curating it on a local Ray ...", flush=True)
-    init_ray(num_cpus=args.num_cpus)
-    print(run_curation([str(samples)], curated, config).to_text(), flush=True)
+    from vidloom.pipelines.curation.progress import ray_output_to
+
+    (curated / "logs").mkdir(parents=True, exist_ok=True)
+    # One progress line instead of Ray Data's log lines (those go to curated/logs/ray.log).
+    with ray_output_to(curated / "logs" / "ray.log") as console:
+        init_ray(num_cpus=args.num_cpus, log_to_driver=False)
+        summary = run_curation([str(samples)], curated, config, display=console)
+    print(summary.to_text(), flush=True)
     print("[3/4] exporting the tiers ...", flush=True)
     print(run_export(curated, load_export_config()).to_text(), flush=True)
     print("[4/4] writing the report ...", flush=True)
@@ -50,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nmanifest: {curated / 'manifest' / 'clips.parquet'}")
     print(f"tiers:    {curated / 'tiers'}")
     print(f"report:   {report}")
+    if args.train:
+        from vidloom.jobs.demo_train import run_demo_training
+
+        run_demo_training(work, curated)
     return 0
 
 

@@ -34,13 +34,37 @@ def rows_to_batch(rows: list[Row]) -> pa.Table:
     return pa.Table.from_pylist(rows)
 
 
+class ProgressBoard:
+    """Rows and work units each stage has finished, for a driver-side progress display. Runs
+    as a zero-CPU Ray actor; workers report to it without waiting for an answer."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, list[int]] = {}
+
+    def add(self, stage: str, rows: int, units: int) -> None:
+        done = self.counts.setdefault(stage, [0, 0])
+        done[0] += rows
+        done[1] += units
+
+    def snapshot(self) -> dict[str, list[int]]:
+        return {k: list(v) for k, v in self.counts.items()}
+
+
+def start_progress_board():
+    """A `ProgressBoard` actor on the current Ray cluster (no CPU reserved)."""
+    import ray
+
+    return ray.remote(num_cpus=0)(ProgressBoard).remote()
+
+
 class StageWorker:
     """Runs one stage on one Ray actor: setup once, then rows, with errors kept per row."""
 
-    def __init__(self, stage_cls: type[Stage], stage_kwargs: dict[str, Any]):
+    def __init__(self, stage_cls: type[Stage], stage_kwargs: dict[str, Any], progress=None):
         self.stage = stage_cls(**stage_kwargs)
         self.stage.setup()
         self.metrics = StageMetrics(self.stage.name)
+        self.progress = progress
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows_in = batch_to_rows(batch)
@@ -59,11 +83,15 @@ class StageWorker:
                 self.metrics.errors()
             out.append(result)
         self.metrics.rows_out(len(out))
+        if self.progress is not None:  # fire and forget: the display must never slow the work
+            self.progress.add.remote(self.stage.name, len(out), sum(self.stage.progress_units(r) for r in out))
         return rows_to_batch(out)
 
 
-def apply_stage(ds, stage_cls: type[Stage], stage_kwargs: dict[str, Any], resources: StageResources):
-    """Append `stage_cls` to the Ray Dataset `ds` as an actor-pool map_batches step."""
+def apply_stage(ds, stage_cls: type[Stage], stage_kwargs: dict[str, Any], resources: StageResources,
+                progress=None):
+    """Append `stage_cls` to the Ray Dataset `ds` as an actor-pool map_batches step; its workers
+    report finished rows to the `progress` board actor when one is given."""
     import ray
 
     remote_args: dict[str, Any] = {"num_cpus": resources.num_cpus}
@@ -77,7 +105,7 @@ def apply_stage(ds, stage_cls: type[Stage], stage_kwargs: dict[str, Any], resour
     worker = type(stage_cls.__name__, (StageWorker,), {})
     return ds.map_batches(
         worker,
-        fn_constructor_kwargs={"stage_cls": stage_cls, "stage_kwargs": stage_kwargs},
+        fn_constructor_kwargs={"stage_cls": stage_cls, "stage_kwargs": stage_kwargs, "progress": progress},
         batch_size=resources.batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(min_size=resources.min_workers, max_size=max_workers),

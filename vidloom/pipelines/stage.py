@@ -1,4 +1,10 @@
-"""A pipeline stage: a named unit of work that declares the resources it needs.
+"""A pipeline stage: a named unit of work that declares what it needs and what it adds.
+
+One registration per stage, on its class (docs/writing_a_stage.md): its `name`, the config
+sections it reads (`config_sections`, name -> typed model), the clip columns it fills
+(`columns`, name -> Arrow type), its default resources, the stages that must run before it
+(`dependencies`) and the weights files it needs (`weights`). The pipeline's stage list, order,
+config, defaults, manifest columns and start-up checks are all derived from these.
 
 Stages know nothing about Ray. `setup()` runs once per worker (load a model, build a flow
 estimator); `process_row(row)` turns one row into one row. A row that raises is not lost:
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import pyarrow as pa
 from pydantic import Field
 
 from vidloom.platform.config import StrictModel
@@ -33,6 +40,26 @@ class Stage:
     """Base class of pipeline stages."""
 
     name: ClassVar[str] = "stage"
+    # YAML sections this stage reads: section name -> typed config model.
+    config_sections: ClassVar[dict[str, type[StrictModel]]] = {}
+    # Clip columns this stage fills (docs/manifest.md): column -> Arrow type, in manifest order.
+    columns: ClassVar[dict[str, pa.DataType]] = {}
+    # Resources per worker when the config does not say otherwise.
+    default_resources: ClassVar[StageResources] = StageResources()
+    # Stages that must run before this one whatever the config.
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def dependencies(cls, config: Any) -> tuple[str, ...]:
+        """Stages this one needs under `config` (the whole typed config); override when a
+        backend choice adds one."""
+        return cls.requires
+
+    @classmethod
+    def weights(cls, config: Any) -> list[tuple[str | None, str]]:
+        """(configured path, setting name) of every weights file this stage will load under
+        `config`; checked on the driver before any work starts."""
+        return []
 
     def __init__(self, resources: StageResources | None = None):
         self.resources = resources or StageResources()
@@ -42,6 +69,10 @@ class Stage:
 
     def process_row(self, row: Row) -> Row:
         raise RuntimeError(f"{type(self).__name__} must define process_row")
+
+    def progress_units(self, row: Row) -> int:
+        """How much work a finished row stands for in a progress display (default: 1 row)."""
+        return 1
 
     def skip(self, row: Row) -> bool:
         """Rows already marked as failed pass through untouched by default."""

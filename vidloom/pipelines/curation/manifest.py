@@ -16,7 +16,8 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vidloom.pipelines.curation.rows import CLIP_COLUMNS, VIDEO_COLUMNS
+from vidloom.pipelines.curation.registry import STAGE_CLASSES
+from vidloom.pipelines.curation.rows import VIDEO_COLUMNS
 from vidloom.platform.storage import atomic_write_bytes
 
 VIDEO_SCHEMA = pa.schema([
@@ -26,25 +27,17 @@ VIDEO_SCHEMA = pa.schema([
     ("container", pa.string()), ("start_time_s", pa.float64()), ("rotation", pa.int32()),
     ("sample_aspect_ratio", pa.float64()), ("num_clips", pa.int32()),
 ])
-CLIP_SCHEMA = pa.schema([
-    ("clip_id", pa.string()), ("video_id", pa.string()), ("source", pa.string()),
-    ("clip_index", pa.int32()), ("shot_index", pa.int32()), ("start_frame", pa.int64()),
-    ("end_frame", pa.int64()), ("start_s", pa.float64()), ("end_s", pa.float64()),
-    ("duration_s", pa.float64()), ("fps", pa.float64()), ("width", pa.int32()), ("height", pa.int32()),
-    ("num_frames", pa.int64()), ("status", pa.string()), ("error", pa.string()),
-    ("sharpness", pa.float64()), ("best_start_frame", pa.int64()), ("motion", pa.float64()),
-    ("camera_motion", pa.string()), ("camera_motion_confidence", pa.float64()),
-    ("frame_diff", pa.float64()), ("border_box", pa.list_(pa.int32())), ("text_ratio", pa.float64()),
-    ("embedding_backend", pa.string()), ("quality", pa.float64()), ("quality_technical", pa.float64()),
-    ("quality_aesthetic", pa.float64()), ("quality_backend", pa.string()),
-    ("watermark_score", pa.float64()), ("watermark_boxes", pa.list_(pa.list_(pa.float32()))),
-    ("watermark_backend", pa.string()), ("caption", pa.string()), ("caption_backend", pa.string()),
-    ("dup_of", pa.string()), ("cluster_id", pa.int32()),
-])
+# Columns the global steps add on the driver, after every clip is in.
+GLOBAL_COLUMNS = {"dup_of": pa.string(), "cluster_id": pa.int32()}
+# One column per stage registration, in pipeline order, then the global steps' columns.
+CLIP_SCHEMA = pa.schema(
+    [(name, dtype) for cls in STAGE_CLASSES for name, dtype in cls.columns.items()] + list(GLOBAL_COLUMNS.items())
+)
+CLIP_COLUMNS = CLIP_SCHEMA.names
 EMBEDDING_SCHEMA = pa.schema([
     ("clip_id", pa.string()), ("backend", pa.string()), ("vector", pa.list_(pa.float32())),
 ])
-assert VIDEO_SCHEMA.names == VIDEO_COLUMNS and CLIP_SCHEMA.names == CLIP_COLUMNS
+assert VIDEO_SCHEMA.names == VIDEO_COLUMNS
 
 
 def _table(records: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:

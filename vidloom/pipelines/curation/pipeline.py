@@ -12,36 +12,19 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import IO, Iterable
 
 from vidloom.pipelines.curation.config import CurationConfig
 from vidloom.pipelines.curation.manifest import ManifestStore
 from vidloom.pipelines.curation.rows import loads, new_video_row
 from vidloom.pipelines.curation.global_steps import apply_global_steps
-from vidloom.pipelines.curation.stages.captioning import CaptioningStage
-from vidloom.pipelines.curation.stages.embedding import EmbeddingStage
-from vidloom.pipelines.curation.stages.quality import QualityStage
-from vidloom.pipelines.curation.stages.text_detection import TextDetectionStage
-from vidloom.pipelines.curation.stages.video_analysis import VideoAnalysisStage
-from vidloom.pipelines.curation.stages.watermark import WatermarkStage
-from vidloom.pipelines.curation.watermark.config import default_weights
-from vidloom.pipelines.ray_data import apply_stage
+from vidloom.pipelines.curation.registry import STAGE_CLASSES
+from vidloom.pipelines.curation.progress import ProgressDisplay
+from vidloom.pipelines.ray_data import apply_stage, start_progress_board
 from vidloom.platform.config import dump_config
 from vidloom.platform.ids import video_id
 from vidloom.platform.storage import atomic_write_bytes, expand_inputs
 from vidloom.platform.weights import resolve_weights
-
-# The stages in order: decode once and measure, then the model-backed stages on the frames
-# the analysis stage kept (cheap before expensive: the VLM captioner runs last).
-STAGES = (
-    ("video_analysis", VideoAnalysisStage),
-    ("text_detection", TextDetectionStage),
-    ("quality", QualityStage),
-    ("watermark", WatermarkStage),
-    ("embedding", EmbeddingStage),
-    ("captioning", CaptioningStage),
-)
-
 
 @dataclass
 class CurationSummary:
@@ -69,15 +52,16 @@ class CurationSummary:
         )
 
 
-def build_dataset(sources: list[str], config: CurationConfig):
-    """The Ray Dataset of the pipeline (lazy): one row per source, the stages in order."""
+def build_dataset(sources: list[str], config: CurationConfig, progress=None):
+    """The Ray Dataset of the pipeline (lazy): one row per source, the stages in order; the
+    workers report to the `progress` board actor when one is given."""
     import ray
 
     cfg = config.model_dump(mode="json")
     ds = ray.data.from_items([new_video_row(s) for s in sources], override_num_blocks=max(1, len(sources)))
-    for name, stage in STAGES:
-        if name in config.pipeline:
-            ds = apply_stage(ds, stage, {"config": cfg}, getattr(config.stages, name))
+    for stage in STAGE_CLASSES:
+        if stage.name in config.pipeline:
+            ds = apply_stage(ds, stage, {"config": cfg}, getattr(config.stages, stage.name), progress)
     # Frames stop here: only records, thumbnails and embeddings travel to the driver.
     return ds.select_columns(["video_id", "source", "video_json", "clips_json", "thumbs", "embeddings"])
 
@@ -85,21 +69,17 @@ def build_dataset(sources: list[str], config: CurationConfig):
 def check_weights(config: CurationConfig) -> None:
     """Fail before any work when a configured model's weights are not on this machine
     (`MissingWeightsError` naming the setting), instead of in every actor."""
-    wanted = [
-        (config.ocr.backend == "paddleocr", config.ocr.model_dir, "curation.ocr.model_dir"),
-        (config.quality.backend == "dover", config.quality.dover_checkpoint, "curation.quality.dover_checkpoint"),
-        (config.watermark.backend in ("yolo", "both"), config.watermark.weights or default_weights(),
-         "curation.watermark.weights"),
-        (config.embedding.backend == "open_clip", config.embedding.checkpoint, "curation.embedding.checkpoint"),
-        (config.caption.backend == "local", config.caption.local_model_path, "curation.caption.local_model_path"),
-    ]
-    for used, value, setting in wanted:
-        if used:
-            resolve_weights(value, setting)
+    for stage in STAGE_CLASSES:
+        if stage.name in config.pipeline:
+            for value, setting in stage.weights(config):
+                resolve_weights(value, setting)
 
 
-def run_curation(inputs: Iterable[str], out: str | Path, config: CurationConfig) -> CurationSummary:
-    """Curate `inputs` into `out`; resumes a previous run in the same `out`."""
+def run_curation(inputs: Iterable[str], out: str | Path, config: CurationConfig,
+                 display: bool | IO[str] = False) -> CurationSummary:
+    """Curate `inputs` into `out`; resumes a previous run in the same `out`.
+
+    `display=True` shows one progress line on stderr; a text stream shows it there."""
     start = time.perf_counter()
     check_weights(config)
     out = Path(out)
@@ -111,10 +91,22 @@ def run_curation(inputs: Iterable[str], out: str | Path, config: CurationConfig)
     todo = [s for s in sources if video_id(s) not in done]
     seconds_this_run = 0.0
     if todo:
-        for row in build_dataset(todo, config).iter_rows():
-            video, clips = loads(row["video_json"]), loads(row["clips_json"])
-            store.commit(video, clips, row["thumbs"] or [], row["embeddings"] or [])
-            seconds_this_run += float(video.get("duration_s") or 0.0)
+        if display is not False:
+            display = ProgressDisplay(list(config.pipeline), len(todo), None if display is True else display)
+        board = None
+        if display:
+            board = start_progress_board()
+            display.start_polling(board)
+        try:
+            for row in build_dataset(todo, config, board).iter_rows():
+                video, clips = loads(row["video_json"]), loads(row["clips_json"])
+                store.commit(video, clips, row["thumbs"] or [], row["embeddings"] or [])
+                seconds_this_run += float(video.get("duration_s") or 0.0)
+                if display:
+                    display.video_written(sum(c["status"] == "ok" for c in clips))
+        finally:
+            if display:
+                display.close()
     videos, clips = store.consolidate(video_id(s) for s in sources)
     if "embedding" in config.pipeline:
         clips = apply_global_steps(store, clips, config)

@@ -20,19 +20,8 @@ VIDEO_COLUMNS = [
     "num_frames", "scene_cuts", "container", "start_time_s", "rotation", "sample_aspect_ratio",
     "num_clips",
 ]
-# Columns of OUT/manifest/clips.parquet, in order.
-CLIP_COLUMNS = [
-    "clip_id", "video_id", "source", "clip_index", "shot_index", "start_frame", "end_frame",
-    "start_s", "end_s", "duration_s", "fps", "width", "height", "num_frames", "status", "error",
-    "sharpness", "best_start_frame", "motion", "camera_motion", "camera_motion_confidence",
-    "frame_diff", "border_box", "text_ratio",
-    # model-backed stages (curation part 2); null until a stage fills them
-    "embedding_backend", "quality", "quality_technical", "quality_aesthetic", "quality_backend",
-    "watermark_score", "watermark_boxes",
-    "watermark_backend", "caption", "caption_backend",
-    # global steps over all clips (driver side)
-    "dup_of", "cluster_id",
-]
+# The columns of OUT/manifest/clips.parquet come from the stages' registrations
+# (manifest.CLIP_COLUMNS).
 
 
 def new_video_row(source: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from vidloom.platform.caption_schema import CAPTION_FIELDS
 # The per-clip signals that get a histogram: (column, title, unit/meaning). Column names are
 # those of docs/manifest.md.
 SIGNALS: list[tuple[str, str, str]] = [
-    ("sharpness", "Sharpness", "variance of the Laplacian, grey levels²"),
+    ("sharpness", "Sharpness", "clarity at the strongest edges, 0 = blurred (docs/clarity.md)"),
     ("motion", "Motion", "mean optical flow, fraction of the frame diagonal per frame"),
     ("text_ratio", "Text ratio", "fraction of the frame covered by text"),
     ("frame_diff", "Frame difference", "mean absolute difference, grey levels"),

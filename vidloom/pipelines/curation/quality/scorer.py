@@ -37,7 +37,11 @@ class DoverScorer:
     ):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        self.backend = f"dover:{checkpoint_hash}"
+        # The label names the input as well as the weights: DOVER is defined on 32 consecutive
+        # native-resolution frames per segment, and this scorer sees the few analysis-size
+        # stills the pipeline ships per clip, each held for its segment (quality/views.py).
+        # Its scores are therefore not DOVER's published numbers, and the label says so.
+        self.backend = f"dover-stills:{checkpoint_hash}"
         self.technical_clips = technical_clips
         self.clip_len = clip_len
         self.fragment_size = fragment_size

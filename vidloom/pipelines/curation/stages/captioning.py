@@ -13,6 +13,8 @@ from typing import Any
 
 from vidloom.pipelines.curation.captions.config import CaptionConfig
 from vidloom.pipelines.curation.captions.registry import build_caption_backend
+import pyarrow as pa
+
 from vidloom.pipelines.curation.rows import clip_frames, dumps, loads
 from vidloom.pipelines.curation.stages.clip_scoring import ClipScoringStage
 from vidloom.pipelines.stage import Row, StageResources
@@ -22,6 +24,16 @@ class CaptioningStage(ClipScoringStage):
     """Fills ``caption`` (JSON string) and ``caption_backend`` of every ok clip."""
 
     name = "captioning"
+    config_sections = {"caption": CaptionConfig}
+    columns = {"caption": pa.string(), "caption_backend": pa.string()}
+    requires = ("video_analysis",)
+    default_resources = StageResources(num_cpus=0.1, max_workers=2)  # ~0.3 GB resident
+
+    @classmethod
+    def weights(cls, config: Any) -> list[tuple[str | None, str]]:
+        if config.caption.backend != "local":
+            return []
+        return [(config.caption.local_model_path, "curation.caption.local_model_path")]
 
     def __init__(self, config: dict[str, Any], resources: StageResources | None = None):
         super().__init__(resources)

@@ -13,6 +13,9 @@ class ClipScoringStage(Stage):
     clip record stay, and its ok clips are marked ``status="error"`` with the reason.
     """
 
+    def progress_units(self, row: Row) -> int:
+        return sum(1 for clip in loads(row["clips_json"]) if clip["status"] == "ok")
+
     def error_row(self, row: Row, exc: BaseException) -> Row:
         clips = loads(row["clips_json"])
         reason = f"{self.name}: {type(exc).__name__}: {exc}"[:500]

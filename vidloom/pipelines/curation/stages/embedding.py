@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from vidloom.pipelines.curation.embeddings import EmbeddingConfig, build_embedder
+import pyarrow as pa
+
 from vidloom.pipelines.curation.rows import clip_frames, dumps, evenly, loads
 from vidloom.pipelines.curation.stages.clip_scoring import ClipScoringStage
 from vidloom.pipelines.stage import Row, StageResources
@@ -20,6 +22,16 @@ class EmbeddingStage(ClipScoringStage):
     """Embeds every ok clip with the configured embedder (`curation.embedding`)."""
 
     name = "embedding"
+    config_sections = {"embedding": EmbeddingConfig}
+    columns = {"embedding_backend": pa.string()}
+    requires = ("video_analysis",)
+    default_resources = StageResources(num_cpus=0.05, max_workers=2)  # ~0.15 GB resident
+
+    @classmethod
+    def weights(cls, config: Any) -> list[tuple[str | None, str]]:
+        if config.embedding.backend != "open_clip":
+            return []
+        return [(config.embedding.checkpoint, "curation.embedding.checkpoint")]
 
     def __init__(self, config: dict[str, Any], resources: StageResources | None = None):
         super().__init__(resources)

@@ -9,7 +9,8 @@
   (`clip_frames`); the source is never decoded again. The checkpoint is loaded in `setup`, so a
   missing file fails the run at start with MissingWeightsError naming the setting.
 
-Each ok clip gets ``quality`` and ``quality_backend`` (``proxy-v1`` or ``dover:<sha256[:12]>``),
+Each ok clip gets ``quality`` and ``quality_backend`` (``proxy-v1`` or ``dover-stills:<sha256[:12]>``: DOVER's weights on
+the shipped still frames, not on its defined input; docs/quality.md),
 plus ``quality_technical`` / ``quality_aesthetic`` in the clip records of the stage output
 (DOVER's branch scores; for the proxy, technical = quality and aesthetic = null).
 """
@@ -18,7 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from vidloom.pipelines.curation.config import CurationConfig
+import pyarrow as pa
+
 from vidloom.pipelines.curation.quality.config import QualityConfig
 from vidloom.pipelines.curation.quality.proxy import PROXY_BACKEND, proxy_quality
 from vidloom.pipelines.curation.quality.scorer import DoverScorer
@@ -29,9 +31,29 @@ from vidloom.pipelines.stage import Row, StageResources
 
 class QualityStage(ClipScoringStage):
     name = "quality"
+    config_sections = {"quality": QualityConfig}
+    columns = {
+        "quality": pa.float64(), "quality_technical": pa.float64(), "quality_aesthetic": pa.float64(),
+        "quality_backend": pa.string(),
+    }
+    requires = ("video_analysis",)
+    default_resources = StageResources(num_cpus=0.05, max_workers=2)  # ~0.4 GB resident
+
+    @classmethod
+    def dependencies(cls, config: Any) -> tuple[str, ...]:
+        # The offline proxy scores text coverage, so it needs text_ratio measured first.
+        return cls.requires + (("text_detection",) if config.quality.backend == "proxy" else ())
+
+    @classmethod
+    def weights(cls, config: Any) -> list[tuple[str | None, str]]:
+        if config.quality.backend != "dover":
+            return []
+        return [(config.quality.dover_checkpoint, "curation.quality.dover_checkpoint")]
 
     def __init__(self, config: dict[str, Any], resources: StageResources | None = None):
         super().__init__(resources)
+        from vidloom.pipelines.curation.config import CurationConfig  # built from the stages
+
         # The quality section is validated on its own so the stage reads the same settings
         # whether or not CurationConfig already lists it.
         self.quality = QualityConfig.model_validate(config.get("quality") or {})

@@ -16,8 +16,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vidloom.pipelines.curation.config import CurationConfig
-from vidloom.pipelines.curation.rows import CLIP_COLUMNS, dumps, evenly, pack_frames
+import pyarrow as pa
+
+from vidloom.pipelines.curation.rows import dumps, evenly, loads, pack_frames
+from vidloom.pipelines.curation.sections import DecodeConfig, SignalsConfig, SplitConfig
 from vidloom.pipelines.curation.shot_split import ClipRange, ShotDetector, clip_ranges
 from vidloom.pipelines.curation.signals.border import detect_border_box
 from vidloom.pipelines.curation.signals.camera_motion import classify_camera_motion
@@ -50,13 +52,6 @@ def _scale_box(box, analysis_shape, width: int, height: int) -> list[int]:
     ]
 
 
-# Columns this stage fills; every later column starts as null for later stages to fill.
-_MEASURED_HERE = {
-    "clip_id", "video_id", "source", "clip_index", "shot_index", "start_frame", "end_frame",
-    "start_s", "end_s", "duration_s", "fps", "width", "height", "num_frames", "status", "error",
-    "sharpness", "best_start_frame", "motion", "camera_motion", "camera_motion_confidence",
-    "frame_diff", "border_box",
-}
 
 
 class _Pass:
@@ -72,9 +67,26 @@ class _Pass:
 
 class VideoAnalysisStage(Stage):
     name = "video_analysis"
+    config_sections = {"decode": DecodeConfig, "split": SplitConfig, "signals": SignalsConfig}
+    # The clip's identity, its range and every part-1 signal (docs/manifest.md).
+    columns = {
+        "clip_id": pa.string(), "video_id": pa.string(), "source": pa.string(),
+        "clip_index": pa.int32(), "shot_index": pa.int32(), "start_frame": pa.int64(),
+        "end_frame": pa.int64(), "start_s": pa.float64(), "end_s": pa.float64(),
+        "duration_s": pa.float64(), "fps": pa.float64(), "width": pa.int32(), "height": pa.int32(),
+        "num_frames": pa.int64(), "status": pa.string(), "error": pa.string(),
+        "sharpness": pa.float64(), "best_start_frame": pa.int64(), "motion": pa.float64(),
+        "camera_motion": pa.string(), "camera_motion_confidence": pa.float64(),
+        "frame_diff": pa.float64(), "border_box": pa.list_(pa.int32()),
+    }
+    # Decoding dominates, so this stage gets most of a CPU per actor and scales out (measured
+    # resident size ~0.6 GB per actor).
+    default_resources = StageResources(num_cpus=0.8, max_workers=8)
 
     def __init__(self, config: dict[str, Any], resources: StageResources | None = None):
         super().__init__(resources)
+        from vidloom.pipelines.curation.config import CurationConfig  # built from the stages
+
         self.config = CurationConfig.model_validate(config)
 
     def setup(self) -> None:
@@ -154,7 +166,6 @@ class VideoAnalysisStage(Stage):
             "camera_motion_confidence": float(confidence),
             "frame_diff": float(np.mean([d for _, d in samples])) if samples else 0.0,
             "border_box": border,
-            **{col: None for col in CLIP_COLUMNS if col not in _MEASURED_HERE},
         }
 
     def _shipped_frames(self, clips: list[dict], rec: _Pass) -> tuple[list[np.ndarray], list[int], list[bytes]]:
@@ -222,6 +233,9 @@ class VideoAnalysisStage(Stage):
             "thumbs": thumbs,
             **pack_frames(frames, owners),
         }
+
+    def progress_units(self, row: Row) -> int:
+        return sum(1 for clip in loads(row["clips_json"]) if clip["status"] == "ok")
 
     def error_row(self, row: Row, exc: BaseException) -> Row:
         out = super().error_row(row, exc)

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+import pyarrow as pa
+
 from vidloom.pipelines.curation.rows import clip_frames, dumps, evenly, loads
 from vidloom.pipelines.curation.watermark.config import WEIGHTS_SETTING, WatermarkConfig, default_weights
 from vidloom.pipelines.curation.watermark.persistence import BACKEND as PERSISTENCE_BACKEND
@@ -41,6 +43,19 @@ class WatermarkStage(ClipScoringStage):
     """Sets `watermark_score` [0, 1], `watermark_boxes` (display px) and `watermark_backend`."""
 
     name = "watermark"
+    config_sections = {"watermark": WatermarkConfig}
+    columns = {
+        "watermark_score": pa.float64(), "watermark_boxes": pa.list_(pa.list_(pa.float32())),
+        "watermark_backend": pa.string(),
+    }
+    requires = ("video_analysis",)
+    default_resources = StageResources(num_cpus=0.05, max_workers=2)  # ~0.2 GB resident
+
+    @classmethod
+    def weights(cls, config: Any) -> list[tuple[str | None, str]]:
+        if config.watermark.backend not in ("yolo", "both"):
+            return []
+        return [(config.watermark.weights or default_weights(), WEIGHTS_SETTING)]
 
     def __init__(self, config: dict[str, Any], resources: StageResources | None = None):
         super().__init__(resources)
