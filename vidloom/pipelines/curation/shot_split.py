@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode
 
-from vidloom.pipelines.curation.config import SplitConfig
+from vidloom.pipelines.curation.sections import SplitConfig
 
 
 class ShotDetector:
