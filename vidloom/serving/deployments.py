@@ -141,12 +141,17 @@ class DiT:
         import ray
 
         ids = [i.job_id for i in group]
+        pending: list = []
 
         def on_step(step: int, num_steps: int) -> None:
-            # Progress to the job store, which answers which jobs no longer want a result.
-            stop = ray.get(self._job_store().step.remote(ids, step, num_steps))
-            if len(stop) == len(ids):
-                raise GenerationStopped(f"stopped at step {step + 1} of {num_steps}: cancelled or timed out")
+            # Progress to the job store, which answers which jobs no longer want a result. The
+            # answer is read one step later, so the sampler never waits for the round trip.
+            if pending and ray.wait(pending, timeout=0)[0]:
+                stop = ray.get(pending.pop())
+                if len(stop) == len(ids):
+                    raise GenerationStopped(f"stopped at step {step + 1} of {num_steps}: cancelled or timed out")
+            if not pending:
+                pending.append(self._job_store().step.remote(ids, step, num_steps))
 
         return self.stage(group, on_step)
 

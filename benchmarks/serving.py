@@ -1,0 +1,157 @@
+"""Serving benchmark: what Ray Serve and HTTP add to one generation, and what batching buys.
+
+    python benchmarks/serving.py                 # a fresh tiny model, CPU
+    python benchmarks/serving.py --model RUN/final --size 128x128 --frames 17 --steps 20
+
+Prints, with the same model and parameters:
+  (a) one request alone: end to end over HTTP (POST /v1/videos/sync) vs the same generation
+      in-process (`TextToVideoPipeline`): the platform's overhead, target <= 1.15x;
+  (b) 8 concurrent same-shape requests: throughput with DiT batching on vs off, target >= 1.5x;
+  (c) time per deployment (mean of the jobs' extras).
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+APP = "vidloom-bench"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tiny_export(folder: Path) -> str:
+    from vidloom.models.dit.config import get_config
+    from vidloom.models.dit.loading import build_dit, save_dit
+
+    meta = {"text_encoder": {"spec": "tiny", "state_dim": 32, "pooled_dim": 24}, "vae": {"source": "tiny"},
+            "limits": {"max_height": 256, "max_width": 256, "max_frames": 33}}
+    return str(save_dit(build_dit(get_config("tiny")), folder, meta=meta))
+
+
+def _deploy(model: str, storage: str, port: int, batch: int, threads: int):
+    from ray import serve
+
+    from vidloom.serving.app import build_app
+
+    app = build_app({"model": model, "storage": storage, "num_cpus": 0, "torch_threads": threads,
+                     "max_batch_size": batch, "batch_wait_timeout_s": 0.2, "poll_after_ms": 100, "max_queue": 64,
+                     "replicas": {n: 1 for n in ("PromptRewriter", "TextEncoder", "DiT", "VAEDecoder", "VideoAPI")}})
+    serve.run(app, name=APP, route_prefix="/")
+    return f"http://127.0.0.1:{port}"
+
+
+def _wait(url: str, video_id: str) -> dict:
+    while True:
+        job = requests.get(f"{url}/v1/videos/{video_id}", timeout=60).json()
+        if job["status"] in ("completed", "failed"):
+            return job
+        time.sleep(0.05)
+
+
+def _concurrent(url: str, body: dict, n: int) -> tuple[float, list[dict]]:
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(n) as pool:
+        ids = list(pool.map(lambda i: requests.post(f"{url}/v1/videos", json={**body, "seed": i}, timeout=60)
+                            .json()["id"], range(n)))
+        jobs = list(pool.map(lambda i: _wait(url, i), ids))
+    return time.perf_counter() - t0, jobs
+
+
+def run(args: argparse.Namespace) -> str:
+    import torch
+    from ray import serve
+
+    from vidloom.platform.ray_runtime import init_ray
+    from vidloom.serving.jobs import stop_store
+    from vidloom.serving.model import resolve_model
+    from vidloom.serving.params import parse_request, resolve_params
+    from vidloom.serving.pipeline import TextToVideoPipeline
+
+    tmp = Path(tempfile.mkdtemp(prefix="vidloom-bench-serving-"))
+    model = args.model or _tiny_export(tmp / "model")
+    width, height = (int(v) for v in args.size.split("x"))
+    body = {"prompt": "a red fox runs through fresh snow, camera pans left", "size": args.size,
+            "num_frames": args.frames, "num_inference_steps": args.steps, "seed": 0, "rewrite": "normal"}
+
+    # (a) in-process baseline: the same stages in this process, same thread count as a replica.
+    torch.set_num_threads(args.threads)
+    spec = resolve_model(model)
+    pipe = TextToVideoPipeline(spec)
+    params = resolve_params(parse_request(body), spec)
+    pipe(params)  # warm-up
+    local = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        pipe(params)
+        local.append(time.perf_counter() - t0)
+    del pipe
+
+    init_ray(num_cpus=args.num_cpus)
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    lines = [f"serving benchmark: {spec.model_id} ({spec.num_parameters / 1e6:.2f} M parameters), "
+             f"{width}x{height}x{args.frames} frames, {args.steps} steps, {args.threads} torch thread(s) per replica"]
+    try:
+        url = _deploy(model, str(tmp / "store"), port, 8, args.threads)
+        requests.post(f"{url}/v1/videos/sync", json=body, timeout=600)  # warm-up
+        http = []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            r = requests.post(f"{url}/v1/videos/sync", json=body, timeout=600)
+            http.append(time.perf_counter() - t0)
+            assert r.status_code == 200, r.text
+        a_local, a_http = statistics.median(local), statistics.median(http)
+        lines.append(f"(a) one request: in-process {a_local:.2f} s, HTTP + Serve {a_http:.2f} s -> "
+                     f"{a_http / a_local:.2f}x (target <= 1.15x)")
+
+        _concurrent(url, body, 2)  # warm-up of the batched path
+        on_s, on_jobs = _concurrent(url, body, 8)
+        url = _deploy(model, str(tmp / "store"), port, 1, args.threads)
+        _concurrent(url, body, 2)
+        off_s, off_jobs = _concurrent(url, body, 8)
+        sizes = [j["extras"]["batch_size"] for j in on_jobs]
+        lines.append(f"(b) 8 concurrent: batching on {8 / on_s:.2f} videos/s (DiT batches up to {max(sizes)}), "
+                     f"off {8 / off_s:.2f} videos/s -> {off_s / on_s:.2f}x (target >= 1.5x)")
+        for name, jobs in (("on", on_jobs), ("off", off_jobs)):
+            keys = jobs[0]["extras"]["timings_s"]
+            means = {k: statistics.mean(j["extras"]["timings_s"][k] for j in jobs) for k in keys}
+            lines.append(f"(c) time per deployment, batching {name}: "
+                         + ", ".join(f"{k} {v:.3f} s" for k, v in means.items())
+                         + f"; end to end {statistics.mean(j['extras']['total_s'] for j in jobs):.2f} s")
+    finally:
+        serve.delete(APP)
+        stop_store(APP)
+        serve.shutdown()
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", help="a DiT export (default: a fresh tiny model)")
+    p.add_argument("--size", default="128x128")
+    p.add_argument("--frames", type=int, default=9)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1, help="torch threads in-process and per replica")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    print(run(p.parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
