@@ -119,12 +119,11 @@ def test_curation_job_scales_workers_out_and_back_in(ray_session, local_cluster,
 
 def test_a_run_name_is_one_job_and_replace_resubmits(local_cluster, auth):
     client = connect(local_cluster.dashboard_url, auth)
-    # precompute's module comes with the training issue: the job is built and runs, then fails
-    # on the missing module, which is what this test needs (a job that ends fast).
-    request = sub.build_request("precompute", "dup", ["--help"])
+    # A job that ends fast: precompute rejects an unknown option before doing any work.
+    request = sub.build_request("precompute", "dup", ["--no-such-option"])
     first = sub.submit(client, request)
     assert sub.wait(client, first, timeout_s=240) == "FAILED"
-    assert "No module named vidloom.jobs.precompute" in client.get_job_logs(first)
+    assert "unrecognized arguments: --no-such-option" in client.get_job_logs(first)
     with pytest.raises(JobsError, match="already has job vidloom-precompute-dup .*--replace"):
         sub.submit(client, request)
     again = sub.submit(client, request, replace=True)
@@ -159,3 +158,43 @@ def test_auth_mismatch_is_a_clear_error(local_cluster, auth, monkeypatch):
     monkeypatch.setenv("RAY_AUTH_TOKEN", "0" * 64)
     with pytest.raises(JobsError, match="rejected the token from RAY_AUTH_TOKEN"):
         connect(local_cluster.dashboard_url, "token")
+
+
+def _captioned_videos(folder: Path) -> Path:
+    """A bring-your-own dataset: short real-photo pans with captions.csv."""
+    import cv2
+    import numpy as np
+    import skimage.data
+
+    from vidloom.platform.video_out import write_mp4
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["path,caption"]
+    for i, (name, image) in enumerate([("astronaut", skimage.data.astronaut()), ("coffee", skimage.data.coffee()),
+                                       ("cat", skimage.data.chelsea()), ("rocket", skimage.data.rocket())]):
+        base = cv2.resize(image, (96, 64))
+        write_mp4(np.stack([np.roll(base, 2 * f, axis=1) for f in range(9)]), folder / f"{name}.mp4", fps=24)
+        rows.append(f"{name}.mp4,a {name} panning slowly")
+    (folder / "captions.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_training_job_runs_on_the_cluster_through_ray_job_submit(ray_session, local_cluster, auth, tmp_path):
+    from vidloom.training.latents import run_precompute
+
+    latents = tmp_path / "latents"
+    run_precompute([str(_captioned_videos(tmp_path / "byo"))], str(latents), "tiny", "minilm")
+    client = connect(local_cluster.dashboard_url, auth)
+    stage = ("stages=[{name: joint, kind: joint, datasets: [{tier: byod}], "
+             "buckets: {tokens_per_batch: 512, max_batch_size: 2}, steps: 4, lr: 0.001}]")
+    args = ["dit", "--config", "dit-tiny", "--data", str(latents), "--out", str(tmp_path / "run")]
+    for value in (stage, "eval.holdout=1", "eval.sample_prompts=0", "checkpoint.every=2"):
+        args += ["--set", value]
+    job_id = sub.submit(client, sub.build_request("train", "cluster", args))
+    status = sub.wait(client, job_id, timeout_s=600)
+    logs = client.get_job_logs(job_id)
+    assert status == "SUCCEEDED", logs[-3000:]
+    assert "[dit-tiny/joint] step 4/4" in logs  # the one progress line, not worker logs
+    from vidloom.models import load_dit
+
+    assert load_dit(tmp_path / "run" / "final").config.text_dim == 384

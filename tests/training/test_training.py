@@ -36,7 +36,7 @@ def single_stage(*overrides: str, steps: int = 20):
 def curriculum(latent_cache, tmp_path_factory):
     """The two-stage dit-tiny curriculum trained on the demo's latent cache."""
     out = tmp_path_factory.mktemp("dit-tiny")
-    summary = train(dit_config(), str(latent_cache.path), out)
+    summary = train(dit_config(), str(latent_cache.path), out, export_format="diffusers")
     return out, summary
 
 
@@ -75,6 +75,17 @@ def test_curriculum_trains_both_stages_and_exports(curriculum, latent_cache):
         ref = load_dit("tiny", text_dim=384, pooled_dim=384)
         ref.load_state_dict(_weights(out / "joint" / "final"))
         assert torch.equal(ours, ref(x, 500.0, txt, None, txt.mean(1)))
+    # the diffusers layout loads in diffusers and gives the same velocity
+    from diffusers import HunyuanVideoTransformer3DModel
+
+    theirs = HunyuanVideoTransformer3DModel.from_pretrained(str(final / "diffusers")).eval()
+    x2 = torch.randn(1, 16, 2, 8, 8, generator=torch.Generator().manual_seed(2))
+    mask = torch.ones(1, 5, dtype=torch.long)
+    with torch.no_grad():
+        a = model(x2, 500.0, txt, mask, txt.mean(1))
+        b = theirs(hidden_states=x2, timestep=torch.tensor([500.0]), encoder_hidden_states=txt,
+                   encoder_attention_mask=mask, pooled_projections=txt.mean(1), return_dict=False)[0]
+    assert torch.allclose(a, b, atol=1e-5), float((a - b).abs().max())
     # pictures and event files a user looks at
     assert list((out / "joint" / "samples").glob("*.png")) and list((out / "joint" / "samples").glob("*.mp4"))
     assert list((out / "tensorboard" / "joint").glob("events.out.tfevents.*"))

@@ -25,7 +25,7 @@ class Mp4Writer:
     Width and height must be even (yuv420p); frames are RGB uint8 (H, W, 3)."""
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float, crf: int = 18,
-                 preset: str = "veryfast", threads: int = 0):
+                 preset: str = "veryfast", threads: int = 0, faststart: bool = False):
         if width % 2 or height % 2:
             raise ValueError(f"H.264 yuv420p needs even sizes, got {width}x{height}")
         self.final = Path(path)
@@ -33,7 +33,10 @@ class Mp4Writer:
         self.tmp = self.final.with_name(f".{self.final.name}.tmp-{os.getpid()}")
         rate = video_rate(fps)
         self.tb = 1 / rate
-        self.out = av.open(str(self.tmp), mode="w", format="mp4", options={"fflags": "+bitexact"})
+        options = {"fflags": "+bitexact"}
+        if faststart:  # index first, so a browser can play the file while it downloads
+            options["movflags"] = "+faststart"
+        self.out = av.open(str(self.tmp), mode="w", format="mp4", options=options)
         self.stream = self.out.add_stream("libx264", rate=rate)
         self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
         self.stream.options = {"crf": str(crf), "preset": preset}
@@ -62,12 +65,12 @@ class Mp4Writer:
         self.tmp.unlink(missing_ok=True)
 
 
-def write_mp4(frames: np.ndarray, path: str | Path, fps: float = 24.0, crf: int = 18) -> Path:
+def write_mp4(frames: np.ndarray, path: str | Path, fps: float = 24.0, crf: int = 18, faststart: bool = False) -> Path:
     """Write RGB uint8 frames (F, H, W, 3) as an MP4; returns the path."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (F, H, W, 3), got {frames.dtype} {frames.shape}")
-    writer = Mp4Writer(path, frames.shape[2], frames.shape[1], fps, crf=crf)
+    writer = Mp4Writer(path, frames.shape[2], frames.shape[1], fps, crf=crf, faststart=faststart)
     try:
         for frame in frames:
             writer.write(frame)
@@ -76,6 +79,14 @@ def write_mp4(frames: np.ndarray, path: str | Path, fps: float = 24.0, crf: int 
         writer.abort()
         raise
     return Path(path)
+
+
+def mp4_bytes(frames: np.ndarray, fps: float = 24.0, crf: int = 18) -> bytes:
+    """The MP4 of `frames` as bytes, index first (faststart rewrites a real file, not a buffer)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="vidloom-mp4-") as tmp:
+        return write_mp4(frames, Path(tmp) / "video.mp4", fps, crf, faststart=True).read_bytes()
 
 
 def to_uint8_frames(video: "np.ndarray") -> np.ndarray:

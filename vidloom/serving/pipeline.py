@@ -8,11 +8,9 @@ stage loads only its own model, so a deployment holds one model and scales on it
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import torch
 
 from vidloom.models.sampling import SamplerConfig, euler_sample, make_noise
 from vidloom.models.text.base import TextEmbeddings
+from vidloom.platform.video_out import mp4_bytes
 from vidloom.serving.model import ModelSpec, ModelSpecError
 from vidloom.serving.params import GenerationParams
 
@@ -154,29 +153,6 @@ class Rendered:
     width: int
 
 
-def encode_mp4(frames: np.ndarray, fps: int) -> bytes:
-    """H.264 yuv420p MP4 of uint8 RGB frames F×H×W×3, moov atom first so browsers stream it."""
-    import av
-
-    # faststart rewrites the file at the end, which needs a real file rather than a buffer.
-    with tempfile.TemporaryDirectory(prefix="vidloom-mp4-") as tmp:
-        path = Path(tmp) / "video.mp4"
-        _write_mp4(av, path, frames, fps)
-        return path.read_bytes()
-
-
-def _write_mp4(av: Any, path: Path, frames: np.ndarray, fps: int) -> None:
-    with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
-        stream = out.add_stream("libx264", rate=Fraction(fps))
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast"}
-        for n, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            frame.pts = n
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-
-
 class DecodeStage:
     """The causal 3D VAE's tiled decode, then mp4 + thumbnail encoding."""
 
@@ -208,7 +184,7 @@ class DecodeStage:
         from vidloom.platform.media import jpeg_bytes
 
         frames = self.frames(latents)
-        return Rendered(mp4=encode_mp4(frames, fps), thumbnail=jpeg_bytes(frames[len(frames) // 2]),
+        return Rendered(mp4=mp4_bytes(frames, fps), thumbnail=jpeg_bytes(frames[len(frames) // 2]),
                         frames=frames.shape[0], height=frames.shape[1], width=frames.shape[2])
 
 

@@ -8,9 +8,7 @@ scale fed to the student's guidance embedding (the report's guidance distillatio
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -74,24 +72,14 @@ def train_dit_stage(config: dict[str, Any]) -> None:
 
     from vidloom.training.evaluation import StageEvaluator, load_teacher
 
-    cfg = TrainConfig.model_validate(config["train"])
-    stage = cfg.stages[config["stage_index"]]
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    stage_dir = Path(config["stage_dir"])
-    torch.manual_seed(cfg.seed)
-
+    cfg, stage, rank, world, stage_dir = eng.stage_context(config)
     model = build_student(cfg, stage, config["init"])
     if cfg.activation_checkpointing:
         model.set_gradient_checkpointing(True)
     teacher = load_teacher(config["teacher"]) if stage.kind == "distill" else None
     engine = eng.wrap(model, cfg, stage)
     ema = eng.EMA(engine, cfg.ema_decay) if cfg.ema_decay is not None else None
-    start = 0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            start = eng.restore(engine, folder, ema)
+    start = eng.resume(engine, ema)
     evaluator = StageEvaluator(cfg, stage, config, engine, rank, teacher)
     evaluator.evaluate_initial(start)
     reporter = StepReporter(cfg, stage, stage_dir, rank, world, start)
@@ -125,13 +113,8 @@ def train_dit_stage(config: dict[str, Any]) -> None:
         reporter.step(done, float(loss.detach()), engine, tokens, time.perf_counter() - t0, flops, grad_norm)
         metrics = evaluator.maybe_evaluate(done, ema)
         reporter.evaluation(done, metrics)
-        if done % cfg.checkpoint.every == 0 or done == stage.steps:
-            with tempfile.TemporaryDirectory() as folder:
-                eng.save(engine, folder, done, ema)
-                ray.train.report({**reporter.metrics(), **metrics, "step": done},
-                                 checkpoint=ray.train.Checkpoint.from_directory(folder))
+        if eng.report(engine, done, stage.steps, cfg.checkpoint.every, ema, {**reporter.metrics(), **metrics},
+                      bool(metrics)):
             reporter.checkpointed(done)
-        elif metrics:
-            ray.train.report({**reporter.metrics(), **metrics, "step": done})
     evaluator.export_final(ema)
     reporter.close()

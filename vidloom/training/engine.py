@@ -161,6 +161,51 @@ def restore(engine, folder: str | Path, ema: EMA | None) -> int:
     return int((client or {}).get("step", 0))
 
 
+def stage_context(config: dict[str, Any]) -> tuple[TrainConfig, StageConfig, int, int, Path]:
+    """In a Ray Train worker: (run config, stage, rank, world size, stage folder); seeds torch."""
+    import ray.train
+
+    cfg = TrainConfig.model_validate(config["train"])
+    ctx = ray.train.get_context()
+    torch.manual_seed(cfg.seed)
+    return cfg, cfg.stages[config["stage_index"]], ctx.get_world_rank(), ctx.get_world_size(), Path(config["stage_dir"])
+
+
+def report(engine, done: int, steps: int, every: int, ema: EMA | None, metrics: dict[str, Any],
+           evaluated: bool, save_extra=None) -> bool:
+    """`ray.train.report` on every rank: with a checkpoint every `every` steps and at the end
+    (`save_extra(folder)` adds files), without one when there are new validation figures.
+    Returns whether a checkpoint was written."""
+    import tempfile
+
+    import ray.train
+
+    if done % every == 0 or done == steps:
+        with tempfile.TemporaryDirectory() as folder:
+            save(engine, folder, done, ema)
+            if save_extra is not None:
+                save_extra(Path(folder))
+            ray.train.report({**metrics, "step": done}, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        return True
+    if evaluated:
+        ray.train.report({**metrics, "step": done})
+    return False
+
+
+def resume(engine, ema: EMA | None, load_extra=None) -> int:
+    """Restore the stage's last checkpoint (if Ray Train has one); returns the step to start at."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as folder:
+        start = restore(engine, folder, ema)
+        if load_extra is not None:
+            load_extra(Path(folder))
+    return start
+
+
 def maybe_inject_fault(cfg: TrainConfig, stage: StageConfig, step: int, rank: int, marker_dir: Path) -> None:
     """The test-only fault: the configured rank dies at the configured step, once per run."""
     f = cfg.fault

@@ -8,7 +8,6 @@ is trained beside it by a plain optimizer whose gradients are averaged over the 
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -80,12 +79,7 @@ def train_vae_stage(config: dict[str, Any]) -> None:
     import ray.train
     from safetensors.torch import load_file, save_file
 
-    cfg = TrainConfig.model_validate(config["train"])
-    stage = cfg.stages[config["stage_index"]]
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    stage_dir = Path(config["stage_dir"])
-    torch.manual_seed(cfg.seed)
+    cfg, stage, rank, world, stage_dir = eng.stage_context(config)
 
     vae = load_vae(config["init"]) if config["init"] else CausalVAE3D(get_vae_config(cfg.model.vae))
     vae.train()
@@ -96,13 +90,17 @@ def train_vae_stage(config: dict[str, Any]) -> None:
     d_opt = torch.optim.AdamW(disc.parameters(), lr=stage.lr, betas=(0.5, 0.9))
     engine = eng.wrap(vae, cfg, stage)
     ema = eng.EMA(engine, cfg.ema_decay) if cfg.ema_decay is not None else None
-    start = 0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            start = eng.restore(engine, folder, ema)
-            disc.load_state_dict(load_file(str(Path(folder) / DISC_FILE)))
-            d_opt.load_state_dict(torch.load(str(Path(folder) / DISC_OPT_FILE), weights_only=True))
+
+    def load_discriminator(folder: Path) -> None:
+        disc.load_state_dict(load_file(str(folder / DISC_FILE)))
+        d_opt.load_state_dict(torch.load(str(folder / DISC_OPT_FILE), weights_only=True))
+
+    def save_discriminator(folder: Path) -> None:
+        if rank == 0:
+            save_file({k: v.contiguous() for k, v in disc.state_dict().items()}, str(folder / DISC_FILE))
+            torch.save(d_opt.state_dict(), str(folder / DISC_OPT_FILE))
+
+    start = eng.resume(engine, ema, load_discriminator)
     crop = tuple(config["crops"][stage.datasets[0].tier])
     held = [load_clip(p, crop, cfg.seed, 0, centre=True) for _, p, _ in config["holdout"]]
     history: list[dict[str, float]] = []
@@ -146,17 +144,9 @@ def train_vae_stage(config: dict[str, Any]) -> None:
         reporter.evaluation(done, metrics)
         extra = {"l1": float(losses["l1"]), "perceptual": float(losses["lpips"]), **metrics,
                  **{f"{k}_initial": v for k, v in initial.items()}}
-        if done % cfg.checkpoint.every == 0 or done == stage.steps:
-            with tempfile.TemporaryDirectory() as folder:
-                eng.save(engine, folder, done, ema)
-                if rank == 0:
-                    save_file({k: v.contiguous() for k, v in disc.state_dict().items()}, str(Path(folder) / DISC_FILE))
-                    torch.save(d_opt.state_dict(), str(Path(folder) / DISC_OPT_FILE))
-                ray.train.report({**reporter.metrics(), **extra, "step": done},
-                                 checkpoint=ray.train.Checkpoint.from_directory(folder))
+        if eng.report(engine, done, stage.steps, cfg.checkpoint.every, ema, {**reporter.metrics(), **extra},
+                      bool(metrics), save_discriminator):
             reporter.checkpointed(done)
-        elif metrics:
-            ray.train.report({**reporter.metrics(), **extra, "step": done})
     state = eng.full_state_dict(engine)
     if rank == 0:
         meta = {"training": {"run": cfg.name, "stage": stage.name, "steps": stage.steps,

@@ -26,7 +26,6 @@ import math
 import os
 import shutil
 from dataclasses import asdict, dataclass, field, replace
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ import numpy as np
 
 from vidloom.platform.media import DecodeError, VideoReader
 from vidloom.platform.storage import atomic_write_bytes
+from vidloom.platform.video_out import Mp4Writer
 
 _EPS = 1e-6
 
@@ -95,11 +95,6 @@ class EncodeSettings:
     threads: int = 1
 
 
-def video_rate(fps: float) -> Fraction:
-    """The tier frame rate as an exact fraction (23.976 -> 24000/1001)."""
-    return Fraction(fps).limit_denominator(1001)
-
-
 def record_path(path: str | Path) -> Path:
     """Where the cut record (a `CutResult` as JSON) of an exported file lives."""
     return Path(path).with_suffix(".cut.json")
@@ -109,42 +104,9 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-class _VideoWriter:
-    """H.264 yuv420p MP4 under a temporary name; `finish` renames it into place."""
-
-    def __init__(self, job: CutJob, enc: EncodeSettings):
-        self.final = Path(job.path)
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = _tmp_name(self.final)
-        rate = video_rate(job.fps)
-        self.tb = 1 / rate
-        self.out = av.open(str(self.tmp), mode="w", format="mp4", options={"fflags": "+bitexact"})
-        self.stream = self.out.add_stream("libx264", rate=rate)
-        self.stream.width, self.stream.height, self.stream.pix_fmt = job.width, job.height, "yuv420p"
-        self.stream.options = {"crf": str(enc.crf), "preset": enc.preset}
-        if enc.threads:
-            self.stream.codec_context.thread_count = enc.threads
-        self.count = 0
-
-    def write(self, rgb: np.ndarray) -> None:
-        # OpenCV's RGB->I420 (BT.601 limited range, swscale's default matrix) is the cheap path.
-        yuv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
-        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-        frame.pts, frame.time_base = self.count, self.tb
-        self.out.mux(self.stream.encode(frame))
-        self.count += 1
-
-    def finish(self) -> None:
-        self.out.mux(self.stream.encode(None))
-        self.out.close()
-        os.replace(self.tmp, self.final)
-
-    def abort(self) -> None:
-        try:
-            self.out.close()
-        except Exception:  # noqa: BLE001 - the file is being thrown away anyway
-            pass
-        self.tmp.unlink(missing_ok=True)
+def _video_writer(job: CutJob, enc: EncodeSettings) -> Mp4Writer:
+    """H.264 yuv420p MP4 of a cut job under a temporary name; `finish` renames it into place."""
+    return Mp4Writer(job.path, job.width, job.height, job.fps, crf=enc.crf, preset=enc.preset, threads=enc.threads)
 
 
 class _JobState:
@@ -164,7 +126,7 @@ class _JobState:
         # Latest start that still fits the span inside the clip (a quarter source frame of slack).
         self.t_latest = job.end_s - span - 0.25 / max(job.src_fps, 1.0)
         self.t0: float | None = None
-        self.writer: _VideoWriter | None = None
+        self.writer: Mp4Writer | None = None
         self.frames: list[int] = []
         self.done = False
         self.result: CutResult | None = None
@@ -193,7 +155,7 @@ class _JobState:
             os.replace(tmp, final)
         else:
             if self.writer is None:
-                self.writer = _VideoWriter(self.job, self.enc)
+                self.writer = _video_writer(self.job, self.enc)
             self.writer.write(picture)
         self.frames.append(index)
 
