@@ -23,18 +23,20 @@ from vidloom.models.dit.rope import rope_3d
 from vidloom.models.dit.single_block import SingleStreamBlock
 from vidloom.models.dit.token_refiner import SingleTokenRefiner
 
-def drop_padding_columns(text: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Remove text positions that are padding in every sample of the batch.
+def drop_padding_columns(text: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Remove text positions that are padding in every sample of the batch; mask None if the rest
+    is all valid.
 
     Such tokens are never attended (masked keys; the refiner's padded queries only feed padded
     outputs) and never reach the video, so the velocity is unchanged; with right-padded prompts
-    of one length nothing is masked afterwards.
+    of one length nothing is masked afterwards, in the refiner or in the blocks.
     """
-    keep = mask.bool().any(0)
-    if bool(keep.all()):
-        return text, mask
-    idx = keep.nonzero().squeeze(1)
-    return text[:, idx], mask[:, idx]
+    valid = mask.bool()
+    keep = valid.any(0)
+    if not bool(keep.all()):
+        idx = keep.nonzero().squeeze(1)
+        text, mask, valid = text[:, idx], mask[:, idx], valid[:, idx]
+    return text, None if bool(valid.all()) else mask
 
 
 class DiTTokens(NamedTuple):
