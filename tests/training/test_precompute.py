@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -218,3 +219,38 @@ def test_bad_settings_and_folders_fail_before_any_work(tmp_path, demo_tiers):
     assert not (tmp_path / "x").exists()
     with pytest.raises(NotALatentCacheError, match="not a latent cache"):
         LatentCache.open(tmp_path)
+
+
+def test_precompute_benchmark_reports_rate_and_bytes_per_sample(ray_session, tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("precompute_bench", Path(__file__).resolve().parents[2] / "benchmarks" / "precompute.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("a", "b"):
+        _write_video(data / f"{name}.mp4", 9)
+    cv2.imwrite(str(data / "c.png"), np.zeros((64, 96, 3), np.uint8))
+    (data / "captions.jsonl").write_text("".join(json.dumps({"path": n, "caption": n}) + "\n" for n in ("a.mp4", "b.mp4", "c.png")))
+
+    result = bench.measure([str(data)], "tiny", "tiny", batch_size=2)
+    assert (result["samples"], result["errors"]) == (3, 0) and result["samples_per_s"] > 0
+    # latents of 96x64 pixels: (16, 3, 8, 12) twice and (16, 1, 8, 12), float16
+    assert result["latent_bytes_per_sample"] == round((2 * 16 * 3 * 8 * 12 + 16 * 8 * 12) * 2 / 3, 1)
+    assert result["pixel_bytes_per_sample"] == round((2 * 9 + 1) * 64 * 96 * 3 / 3, 1)
+    assert bench.main([str(data), "--text-encoder", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"3 samples \(0 errors\) in [\d.]+ s: [\d.]+ samples/s", out) and "KiB per sample" in out
+
+
+def test_models_that_cannot_be_loaded_stop_the_run_before_anything_is_written(ray_session, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    _write_video(data / "a.mp4", 5)
+    out = tmp_path / "latents"
+    with pytest.raises(FileNotFoundError, match="weights for `vae` not found: /nowhere/vae"):
+        run_precompute([str(data)], str(out), "/nowhere/vae", "tiny")
+    with pytest.raises(ValueError, match="unknown text encoder 'nosuch'"):
+        run_precompute([str(data)], str(out), "tiny", "nosuch")
+    assert not out.exists()

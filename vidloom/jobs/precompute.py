@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vidloom precompute: {exc}", file=sys.stderr)
         return 2
     from vidloom.platform.ray_runtime import init_ray
-    from vidloom.training.latents import CacheMismatchError, precompute
+    from vidloom.training.latents import precompute
     from vidloom.training.latents.sources import list_samples
 
     try:
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     init_ray(args.address, num_cpus=args.num_cpus)
     try:
         summary = precompute(args.data, args.out, config)
-    except (CacheMismatchError, ConfigError) as exc:
+    except (FileNotFoundError, ValueError) as exc:  # missing weights, unknown encoder, CacheMismatchError
         print(f"vidloom precompute: {exc}", file=sys.stderr)
         return 2
     print(summary.to_text())

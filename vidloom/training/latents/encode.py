@@ -166,7 +166,7 @@ def build_models(config: PrecomputeConfig):
     from vidloom.models.text import build_text_encoder
 
     device = _device(config)
-    vae = load_vae(config.vae, seed=config.seed, device=device, dtype=getattr(torch, config.vae_dtype))
+    vae = load_vae(config.vae, seed=config.seed, device=device, dtype=getattr(torch, config.vae_dtype), setting="vae")
     px, fr = config.tile_px, config.tile_frames
     vae.enable_tiling(px, px, fr, max(8, px * 3 // 4 // 8 * 8), max(8, px * 3 // 4 // 8 * 8), max(4, fr * 3 // 4 // 4 * 4))
     spec = config.text_encoder
