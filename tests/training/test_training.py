@@ -17,6 +17,9 @@ from vidloom.platform.weights import file_digest
 from vidloom.training import prepare_run, run_prepared, train
 from vidloom.training.config import load_train_config
 
+# A first training test also builds the session's curated corpus, tiers and latent cache.
+pytestmark = pytest.mark.timeout(2400)
+
 FAST = ["checkpoint.every=10", "eval.every=10", "eval.sample_steps=2", "eval.sample_prompts=1"]
 
 
@@ -164,3 +167,15 @@ def test_vae_tiny_reconstruction_improves(demo_tiers, tmp_path):
 def test_bad_configs_fail_before_any_worker_naming_the_field(latent_cache, override, field):
     with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
         prepare_run(dit_config(override), str(latent_cache.path))
+
+
+def test_sequence_parallel_run_reaches_the_single_worker_loss(latent_cache, tmp_path):
+    """Two workers in one Ulysses group (each holds half of every sample's video tokens) train
+    on the same batches as one worker, and end at the same validation loss and weights."""
+    one = train(single_stage("workers.num_workers=1", steps=10), str(latent_cache.path), tmp_path / "one")
+    sp = train(single_stage("sequence_parallel=2", steps=10), str(latent_cache.path), tmp_path / "sp")
+    a, b = one.stages[0].metrics["val_loss"], sp.stages[0].metrics["val_loss"]
+    assert abs(a - b) < 1e-4 * a, (a, b)
+    wa, wb = _weights(tmp_path / "one" / "final"), _weights(tmp_path / "sp" / "final")
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], atol=1e-5, rtol=1e-4), k

@@ -197,6 +197,8 @@ class TrainConfig(StrictModel):
     activation_checkpointing: bool = False
     ema_decay: float | None = Field(0.999, ge=0.0, lt=1.0, description="null = no EMA")
     deepspeed: DeepSpeedSettings = DeepSpeedSettings()
+    sequence_parallel: int = Field(1, ge=1, le=1024, description="ranks sharing one sample's tokens (Ulysses)")
+    fast_path: bool = Field(False, description="the DiT's fused kernels and unmasked attention (same results)")
     workers: WorkerSettings = WorkerSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
     eval: EvalSettings = EvalSettings()
@@ -219,6 +221,9 @@ class TrainConfig(StrictModel):
             ref = stage.init_from
             if ref not in (None, "previous") and ref in names and names.index(ref) >= i:
                 raise ValueError(f"stages[{i}].init_from: {ref!r} is not an earlier stage")
+        if self.workers.num_workers % self.sequence_parallel:
+            raise ValueError(f"sequence_parallel: {self.sequence_parallel} must divide workers.num_workers "
+                             f"({self.workers.num_workers}); data-parallel groups are num_workers / sequence_parallel")
         if self.fault.stage is not None and self.fault.stage not in names:
             raise ValueError(f"fault.stage: {self.fault.stage!r} is not a stage ({names})")
         if self.fault.stage is not None and self.fault.rank >= self.workers.num_workers:

@@ -76,6 +76,14 @@ def train_dit_stage(config: dict[str, Any]) -> None:
     model = build_student(cfg, stage, config["init"])
     if cfg.activation_checkpointing:
         model.set_gradient_checkpointing(True)
+    model.set_fast_path(cfg.fast_path)
+    data_rank = rank
+    if cfg.sequence_parallel > 1:  # Ulysses: an SP group shares one batch, sharded over its tokens
+        from vidloom.models.dit.parallel import enable_sequence_parallel, parallel_groups
+
+        groups = parallel_groups(cfg.sequence_parallel)
+        enable_sequence_parallel(model, groups.sp_group)
+        data_rank = groups.dp_rank
     teacher = load_teacher(config["teacher"]) if stage.kind == "distill" else None
     engine = eng.wrap(model, cfg, stage)
     ema = eng.EMA(engine, cfg.ema_decay) if cfg.ema_decay is not None else None
@@ -87,13 +95,13 @@ def train_dit_stage(config: dict[str, Any]) -> None:
     flow = FlowMatchingConfig(stage.flow.t_sampling, stage.flow.logit_mean, stage.flow.logit_std, stage.flow.shift)
     patch = model.config.patch_size
 
-    batches = iterate_batches(ray.train.get_dataset_shard(f"rank{rank}"), start, cfg.gradient_accumulation)
+    batches = iterate_batches(ray.train.get_dataset_shard(f"rank{data_rank}"), start, cfg.gradient_accumulation)
     for step, micro_batches in batches:
         eng.maybe_inject_fault(cfg, stage, step, rank, stage_dir)
         t0 = time.perf_counter()
         tokens, flops = 0, 0.0
         for m, batch in enumerate(micro_batches):
-            gen = step_generator(cfg.seed, step, rank, m)
+            gen = step_generator(cfg.seed, step, data_rank, m)  # same t, noise, dropout in an SP group
             batch = with_text_dropout(batch, *null, stage.flow.text_dropout, gen)
             if teacher is not None:
                 loss = distill_loss(engine, teacher, batch, null, stage, gen)
@@ -103,10 +111,11 @@ def train_dit_stage(config: dict[str, Any]) -> None:
             grad_norm = eng.backward_and_step(engine, loss)
             lat = batch["latent"].shape
             per_sample = (lat[2] // patch[0]) * (lat[3] // patch[1]) * (lat[4] // patch[2])
-            tokens += lat[0] * per_sample
+            tokens += lat[0] * per_sample / cfg.sequence_parallel  # each rank holds 1/P of the tokens
             # forward + backward ≈ 3 forwards (a distill step adds the teacher's two forwards)
             passes = 5 if teacher is not None else 3
-            flops += passes * lat[0] * forward_flops(model.config, per_sample, int(batch["text_states"].shape[1]))
+            flops += passes * lat[0] * forward_flops(model.config, per_sample, int(batch["text_states"].shape[1])) \
+                / cfg.sequence_parallel
         if ema is not None:
             ema.update(engine)
         done = step + 1

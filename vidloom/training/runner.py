@@ -132,6 +132,8 @@ def prepare(cfg: TrainConfig, data: str) -> Prepared:
         problems.append(
             f"model.dit_overrides: the DiT takes text {dit.text_dim}/{dit.pooled_dim} (text_dim/pooled_dim) but "
             f"{encoder.encoder_id} gives {encoder.state_dim}/{encoder.pooled_dim}; set text_dim and pooled_dim to match")
+    if dit.heads % cfg.sequence_parallel:
+        problems.append(f"sequence_parallel: {cfg.sequence_parallel} must divide the DiT's heads ({dit.heads})")
     if int(vae_meta.get("latent_channels", 16)) != dit.in_channels:
         problems.append(f"model.dit_overrides.in_channels: {dit.in_channels} but the VAE has "
                         f"{vae_meta.get('latent_channels')} latent channels")
@@ -275,8 +277,9 @@ def _run_stage(prep: Prepared, i: int, out: Path, fingerprint: str) -> StageResu
             failure_config=FailureConfig(max_failures=cfg.checkpoint.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.keep),
         ),
-        datasets=rank_datasets(plan, w.num_workers, cfg.gradient_accumulation, start, stage.steps,
-                               prep.loader, prep.loader_args),
+        # one dataset per data-parallel group: the ranks of a sequence-parallel group read the same
+        datasets=rank_datasets(plan, w.num_workers // cfg.sequence_parallel, cfg.gradient_accumulation, start,
+                               stage.steps, prep.loader, prep.loader_args),
         dataset_config=ray.train.DataConfig(datasets_to_split=[]),
     )
     progress = _ProgressLine(f"{cfg.name}/{stage.name}", stage_dir)
