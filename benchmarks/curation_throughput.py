@@ -251,7 +251,7 @@ def run_pipeline(paths: list[str], cfg, out: Path) -> tuple[int, float, dict]:
 # -- export and global steps -----------------------------------------------------------------
 # The re-export tightens one threshold of the broadest tier (still no stricter than 360p's):
 # every clip it keeps was cut by the first export, so it must decode no source.
-TIGHTEN = "tiers.256p.sharpness_min=30"
+TIGHTEN = "tiers.256p.sharpness_min=0.3"
 # The --quick videos keep no clip under the default tiers (fades: sharpness 0; counter:
 # watermark score 0.93 on its burnt-in counter), so --quick lifts the watermark limit of the
 # broadest tier and image set: counter.mp4 is then cut into 256p and images_256.
@@ -446,13 +446,13 @@ def run_sequential(paths: list[str], cfg) -> SequentialResult:
 
 # -- shot split alone --------------------------------------------------------------------------
 def our_split(path: str, cfg, scores: dict | None = None) -> list[int]:
-    """VideoReader decode at analysis size + ShotDetector, as VideoAnalysisStage feeds it."""
+    """VideoReader decode to full-size BGR + ShotDetector, as VideoAnalysisStage feeds it."""
     from vidloom.pipelines.curation.shot_split import ShotDetector
     from vidloom.platform.media import VideoReader
 
     with VideoReader(path, threads=cfg.decode.threads) as reader:
         det = ShotDetector(cfg.split, reader.info.fps)
-        for f in reader.frames(short_side=cfg.decode.analysis_short_side, interpolation=cfg.decode.interpolation):
+        for f in reader.frames(size=(reader.info.width, reader.info.height), fmt="bgr24"):
             det.push(f.index, f.image)
             if scores is not None:
                 scores[f.index] = getattr(det._detector, "_frame_score", None)

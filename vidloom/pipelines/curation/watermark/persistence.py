@@ -49,6 +49,9 @@ class PersistenceParams:
     box_threshold: float = 0.3  # blobs scoring at least this are reported as boxes
     min_baseline_gap: float = 0.2  # 1 - b_k below this: content too static to tell anything
     max_pool_frames: int = 64  # a long video's pool is an even sample of its frames (memory)
+    # A clip alone: the camera must move the content this far (px at a 256 px short side)
+    # between its frames before fixed edges can be told from content edges.
+    min_shift: float = 12.0
 
 
 @dataclass
@@ -124,6 +127,61 @@ def _blobs(evidence: np.ndarray, p: PersistenceParams) -> list[tuple[float, list
     return out
 
 
+def _aligned_to_first(greys: Sequence[np.ndarray]) -> tuple[list[np.ndarray], float]:
+    """The clip's grey frames warped onto its first by the camera's similarity motion (tracked
+    corners, RANSAC, so a fixed overlay's corners are outliers), and the largest displacement of
+    a frame corner the warps apply, px. An empty list when the motion cannot be measured."""
+    first = greys[0]
+    points = cv2.goodFeaturesToTrack(first, 400, 0.01, 7)
+    if points is None or len(points) < 10:
+        return [], 0.0
+    h, w = first.shape
+    corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float32)
+    out, shift = [first], 0.0
+    for grey in greys[1:]:
+        moved, status, _ = cv2.calcOpticalFlowPyrLK(first, grey, points, None, winSize=(21, 21), maxLevel=4)
+        ok = status.ravel() == 1
+        if ok.sum() < 10:
+            return [], 0.0
+        warp, _ = cv2.estimateAffinePartial2D(moved[ok], points[ok], method=cv2.RANSAC, ransacReprojThreshold=2.0)
+        if warp is None:
+            return [], 0.0
+        out.append(cv2.warpAffine(grey, warp, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+        shift = max(shift, float(np.abs(corners @ warp[:, :2].T + warp[:, 2] - corners).max()))
+    return out, shift
+
+
+def _fixed_while_content_moves(frames: Sequence[np.ndarray], where: np.ndarray,
+                               p: PersistenceParams) -> list[tuple[float, list[int]]]:
+    """Blobs of a mark on this clip alone (a stock-footage mark, a channel bug on one shot),
+    which the video's other clips cannot reveal. Within the clip, an overlay's edges persist at
+    fixed pixels but not once the frames are aligned on the content; content edges persist once
+    aligned (and, parallel to a pan, at fixed pixels too, which cancels). Evidence is the
+    fixed-pixel persistence minus the aligned one. A camera that barely moves gives none."""
+    greys = [f if f.ndim == 2 else cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    aligned, shift = _aligned_to_first(greys)
+    if not aligned or shift < p.min_shift * min(greys[0].shape) / 256.0:
+        return []
+    fixed = _persistence(_gradients(greys), p)
+    moving = _persistence(_gradients(aligned), p)
+    return _blobs(np.clip(fixed - moving, 0.0, 1.0) * where, p)
+
+
+def _distinct(blobs: list[tuple[float, list[int]]]) -> list[tuple[float, list[int]]]:
+    """Best-first blobs without the weaker copies of one mark (both checks may find it)."""
+    kept: list[tuple[float, list[int]]] = []
+    for score, box in blobs:
+        for _, other in kept:
+            ix = max(0, min(box[2], other[2]) - max(box[0], other[0]))
+            iy = max(0, min(box[3], other[3]) - max(box[1], other[1]))
+            union = (box[2] - box[0]) * (box[3] - box[1]) + (other[2] - other[0]) * (other[3] - other[1]) - ix * iy
+            if union > 0 and ix * iy / union >= 0.5:
+                break
+        else:
+            kept.append((score, box))
+    return kept
+
+
 def persistence_scores(
     clips_frames: dict[int, Sequence[np.ndarray]],
     content_box: Sequence[int] | None = None,
@@ -159,17 +217,25 @@ def persistence_scores(
     centre = np.zeros((h, w), bool)
     centre[int(h * p.band):h - int(h * p.band), int(w * p.band):w - int(w * p.band)] = True
     where = _band_mask(h, w, p) & _content_mask(h, w, content_box)
+    # A clip judged alone only looks in the corners, where channel bugs and stock marks sit:
+    # subtitles and lower thirds are fixed overlays too, and the text stage measures those.
+    corners = np.zeros((h, w), bool)
+    bh, bw = max(1, int(round(h * p.band))), max(1, int(round(w * p.band)))
+    for rows in (slice(0, bh), slice(h - bh, h)):
+        for cols in (slice(0, bw), slice(w - bw, w)):
+            corners[rows, cols] = True
     for k, own in own_masks.items():
+        alone = _fixed_while_content_moves(usable[k], where & corners, p)
         ref = own & centre
         # The content's own persistence in the pool; too few steady central edges to measure it
         # means a flat centre, where an overlay in the corners is judged against nothing moving.
         baseline = float(pool[ref].mean()) if ref.sum() >= 0.002 * h * w else float(pool[centre].mean())
         gap = 1.0 - baseline
-        if gap < p.min_baseline_gap:
-            results[k] = PersistenceResult(0.0, [], baseline)
-            continue
-        evidence = np.clip((pool - baseline) / gap, 0.0, 1.0) * (own & where)
-        blobs = _blobs(evidence, p)
+        blobs = []
+        if gap >= p.min_baseline_gap:
+            evidence = np.clip((pool - baseline) / gap, 0.0, 1.0) * (own & where)
+            blobs = _blobs(evidence, p)
+        blobs = _distinct(sorted(blobs + alone, key=lambda t: -t[0]))
         score = blobs[0][0] if blobs else 0.0
         boxes = [box for s, box in blobs if s >= p.box_threshold]
         results[k] = PersistenceResult(float(np.clip(score, 0.0, 1.0)), boxes, baseline)

@@ -1,0 +1,63 @@
+"""A semi-transparent corner mark on one shot of a three-shot video (real photographs through the
+sample corpus's virtual camera) is found with the default config; clean real shots with natural
+edges and text (the other shots, a second clean video) stay below the threshold, and the real
+burned-in copyright line of PySceneDetect's testvideo.mp4 is found."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vidloom.pipelines.curation.config import load_curation_config
+from vidloom.pipelines.curation.rows import loads, new_video_row
+from vidloom.pipelines.curation.stages.video_analysis import VideoAnalysisStage
+from vidloom.pipelines.curation.stages.watermark import WatermarkStage
+from vidloom.pipelines.samples import corpus as C
+from vidloom.pipelines.samples.render import render_video_file
+
+TIERS = Path(__file__).resolve().parents[1] / "vidloom" / "pipelines" / "export" / "default_tiers.yaml"
+# The 'logo' defect: "VL24" at opacity 0.35 in the top-right corner, on the middle shot only.
+ONE_MARKED_SHOT = C.VideoSpec("one_marked_shot.mp4", 640, 360, 25, (
+    C.ShotSpec("astronaut", C.PAN_LEFT, 60, ()),
+    C.ShotSpec("coffee", C.ZOOM_IN, 60, ("logo",)),
+    C.ShotSpec("chelsea", C.TILT_UP, 60, ()),
+))
+CLEAN = C.VideoSpec("clean.mp4", 640, 360, 25, (
+    C.ShotSpec("rocket", C.PAN_RIGHT, 60, ()),  # the rocket's painted lettering, launch tower edges
+    C.ShotSpec("camera", C.ZOOM_OUT, 60, ()),
+    C.ShotSpec("motorcycle", C.TILT_DOWN, 60, ()),
+))
+
+
+@pytest.fixture(scope="module")
+def stages():
+    config = load_curation_config().model_dump(mode="json")
+    analysis, watermark = VideoAnalysisStage(config), WatermarkStage(config)
+    analysis.setup()
+    watermark.setup()
+    return lambda path: loads(watermark.process_row(analysis.process_row(new_video_row(str(path))))["clips_json"])
+
+
+def test_mark_on_one_shot_found_with_default_config(tmp_path, stages, pyscenedetect_dir):
+    threshold = yaml.safe_load(TIERS.read_text())["tiers"]["360p"]["watermark_score_max"]
+    path = tmp_path / ONE_MARKED_SHOT.file
+    render_video_file(ONE_MARKED_SHOT, path, seed=1)
+    clips = [c for c in stages(path) if c["status"] == "ok"]
+    assert {c["shot_index"] for c in clips} == {0, 1, 2}
+    marked = [c for c in clips if c["shot_index"] == 1]
+    clean = [c for c in clips if c["shot_index"] != 1]
+    assert all(c["watermark_score"] > threshold for c in marked), [c["watermark_score"] for c in clips]
+    assert all(c["watermark_score"] < threshold for c in clean), [c["watermark_score"] for c in clips]
+    # The box is in the top-right corner, where the mark is (display px).
+    x0, y0, x1, y1 = marked[0]["watermark_boxes"][0]
+    assert x0 > 640 / 2 and y1 < 360 / 2
+    render_video_file(CLEAN, tmp_path / CLEAN.file, seed=1)
+    clean = [c for c in stages(tmp_path / CLEAN.file) if c["status"] == "ok"]
+    assert len(clean) == 3 and all(c["watermark_score"] < threshold for c in clean), [c["watermark_score"] for c in clean]
+    # Real footage: testvideo.mp4 carries "Copyright © 2013 Brandon Castellano www.bcastell.com"
+    # burned into the bottom of every frame.
+    real = [c for c in stages(pyscenedetect_dir / "testvideo.mp4") if c["status"] == "ok"]
+    assert real and all(c["watermark_score"] > threshold for c in real), [c["watermark_score"] for c in real]
+    assert all(box[1] > 720 / 2 for c in real for box in c["watermark_boxes"][:1])
