@@ -136,6 +136,15 @@ def _dataset(todo: list[SampleRecord], config: PrecomputeConfig):
     )
 
 
+def _describe_models(config_data: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return describe_models(config_data)
+    except (FileNotFoundError, ValueError) as exc:
+        # Re-raised as the plain built-in: Ray pickles the error back to the driver, and
+        # MissingWeightsError cannot be rebuilt from its message alone.
+        raise (FileNotFoundError if isinstance(exc, FileNotFoundError) else ValueError)(str(exc)) from None
+
+
 def precompute(data: list[str], out: str | os.PathLike, config: PrecomputeConfig) -> PrecomputeSummary:
     """`run_precompute` with a ready `PrecomputeConfig`."""
     import ray
@@ -146,7 +155,7 @@ def precompute(data: list[str], out: str | os.PathLike, config: PrecomputeConfig
     out = Path(out)
     records = list_samples(list(data), config.tiers)  # a bad input or tier name stops here
     cfg = config.model_dump(mode="json")
-    probe_task = ray.remote(describe_models).options(
+    probe_task = ray.remote(_describe_models).options(
         num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker, max_retries=0)
     try:
         probe = ray.get(probe_task.remote(cfg))
