@@ -211,3 +211,14 @@ def nearest_width(family: FamilySettings, train, params: float) -> int:
             hi = mid
     gap = lambda k: abs(math.log(parameter_count(member_config(train, k * family.head_dim, family)) / params))  # noqa: E731
     return min((lo, hi), key=gap) * family.head_dim
+
+
+SHAPE_KEYS = ("hidden_size", "heads", "depth_double", "depth_single", "rope_dims")
+
+
+def shipped_sizes(train) -> dict[str, int]:
+    """Parameters of every named DiT tier with the run's conditioning (text widths, channels)."""
+    conditioning = {k: v for k, v in train.model.dit_overrides.items() if k not in SHAPE_KEYS}
+    from vidloom.models.dit import get_config
+
+    return {name: parameter_count(get_config(name, **conditioning)) for name in _tiers()}

@@ -174,6 +174,9 @@ def run_sweep(plan: SweepPlan, out: str | Path) -> SweepSummary:
     from ray import tune
 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)  # read when the Tuner starts
+    # Every report carries a checkpoint and keeps one, so Tune snapshots the experiment at each
+    # report: what makes a resume exact; its warning about the snapshot rate is noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     cfg = plan.cfg
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -196,7 +199,8 @@ def run_sweep(plan: SweepPlan, out: str | Path) -> SweepSummary:
             trainable,
             param_space={"trial": tune.grid_search(ordered), "family": cfg.family.model_dump(mode="json"),
                          "threads": max(1, int(cfg.trial.cpus))},
-            tune_config=tune.TuneConfig(max_concurrent_trials=cfg.trial.max_concurrent,
+            # reuse_actors: a trial process keeps its imports and the shared context for the next trial.
+            tune_config=tune.TuneConfig(max_concurrent_trials=cfg.trial.max_concurrent, reuse_actors=True,
                                         trial_name_creator=lambda t: t.config["trial"]["name"],
                                         trial_dirname_creator=lambda t: t.config["trial"]["name"]),
             run_config=tune.RunConfig(
