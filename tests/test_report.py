@@ -211,7 +211,7 @@ def test_report_after_export(after_export):
                 assert f"−{n}" in html
     # Thresholds on histograms: sharpness and text_ratio lines with their tier.
     sharp = next(s for s in data.signals if s.column == "sharpness")
-    assert ("256p", 20.0, "min") in sharp.thresholds and "256p, 360p ≥ 20" in html
+    assert ("256p", 0.25, "min") in sharp.thresholds and "256p, 360p ≥ 0.25" in html
     text = next(s for s in data.signals if s.column == "text_ratio")
     assert ("360p", 0.01, "max") in text.thresholds and "360p ≤ 0.01" in html
     duration = next(s for s in data.signals if s.column == "duration_s")
