@@ -198,7 +198,7 @@ def run_sweep(plan: SweepPlan, out: str | Path) -> SweepSummary:
         tuner = tune.Tuner(
             trainable,
             param_space={"trial": tune.grid_search(ordered), "family": cfg.family.model_dump(mode="json"),
-                         "threads": max(1, int(cfg.trial.cpus))},
+                         "threads": max(1, int(cfg.trial.cpus)), "gpus": cfg.trial.gpus},
             # reuse_actors: a trial process keeps its imports and the shared context for the next trial.
             tune_config=tune.TuneConfig(max_concurrent_trials=cfg.trial.max_concurrent, reuse_actors=True,
                                         trial_name_creator=lambda t: t.config["trial"]["name"],

@@ -140,7 +140,7 @@ def sweep_trial(config: dict[str, Any], context: SweepContext) -> None:
 
     import ray.tune
 
-    from vidloom.models.sampling import FlowMatchingConfig, flow_matching_loss
+    from vidloom.models.sampling import FlowMatchingConfig, flow_matching_loss, sample_t
     from vidloom.training.config import TrainConfig
     from vidloom.training.data import build_plan, with_text_dropout
     from vidloom.training.dit_loop import build_student, step_generator
@@ -159,7 +159,8 @@ def sweep_trial(config: dict[str, Any], context: SweepContext) -> None:
         update={"dit_overrides": {**train.model.dit_overrides, **family.shape(width)}})})
     stage = train.stages[0].model_copy(update={"steps": steps})
     torch.manual_seed(train.seed)
-    model = build_student(train, stage, context.init_weights.get(width))
+    device = torch.device("cuda" if float(config.get("gpus", 0)) > 0 and torch.cuda.is_available() else "cpu")
+    model = build_student(train, stage, context.init_weights.get(width)).to(device)
     model.train()
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], train, stage.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(stage))
@@ -177,7 +178,8 @@ def sweep_trial(config: dict[str, Any], context: SweepContext) -> None:
     plan = build_plan(stage, context.index_by_tier, context.patch, train.seed, train.eval.holdout)
     evaluator = StageEvaluator(train, stage, {"stage_dir": tempfile.gettempdir(), "init": None, "export_meta": {},
                                               "vae_source": context.vae_source, "cache": context.cache,
-                                              "holdout": plan.holdout}, SimpleNamespace(module=model), 0)
+                                              "holdout": plan.holdout},
+                                SimpleNamespace(module=model if device.type == "cpu" else _OnDevice(model, device)), 0)
     null = evaluator.null_text
     flow = FlowMatchingConfig(stage.flow.t_sampling, stage.flow.logit_mean, stage.flow.logit_std, stage.flow.shift)
     samples, accumulation = _Samples(), train.gradient_accumulation
@@ -189,8 +191,14 @@ def sweep_trial(config: dict[str, Any], context: SweepContext) -> None:
             planned = plan.batch(step * accumulation + m)
             gen = step_generator(train.seed, step, 0, m)
             batch = with_text_dropout(samples.batch(planned.items), *null, stage.flow.text_dropout, gen)
-            loss = flow_matching_loss(model, batch["latent"], batch["text_states"], batch["text_mask"],
-                                      batch["pooled"], config=flow, generator=gen).loss
+            # t and noise drawn on the CPU in flow_matching_loss's own order: the same draws as
+            # the training loop's, whatever the device.
+            t = sample_t(batch["latent"].shape[0], flow, generator=gen)
+            noise = torch.randn(batch["latent"].shape, generator=gen)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with torch.autocast(device.type, torch.bfloat16, enabled=train.precision == "bf16"):
+                loss = flow_matching_loss(model, batch["latent"], batch["text_states"], batch["text_mask"],
+                                          batch["pooled"], config=flow, t=t, noise=noise.to(device)).loss
             (loss / accumulation).backward()
             per_sample = _video_tokens(batch["latent"].shape, patch)
             state["flops"] += _measured(dit, per_sample, batch)
@@ -216,6 +224,18 @@ def sweep_trial(config: dict[str, Any], context: SweepContext) -> None:
                   {**context.meta, "sweep_trial": {"width": width, "budget": budget, "step": done, "steps": steps,
                                                    "flops": state["flops"], "tokens": state["tokens"]}})
             ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(folder))
+
+
+class _OnDevice(torch.nn.Module):
+    """The model seen from CPU tensors (the held-out batches): inputs go to the model's
+    device, the prediction comes back to the CPU."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device):
+        super().__init__()
+        self.model, self.device = model, device
+
+    def forward(self, *args):
+        return self.model(*(a.to(self.device) if torch.is_tensor(a) else a for a in args)).float().cpu()
 
 
 def _measured(dit, per_sample: int, batch: dict[str, torch.Tensor]) -> float:

@@ -1,0 +1,230 @@
+"""Scaling-law sweeps: the fit on synthetic tables from known power laws (no training), and a
+reduced sweep-tiny on the demo's latent cache run as a user runs it: `python -m
+vidloom.jobs.sweep` killed once a trial has finished, then resumed on real Ray Tune; its
+curves, fit.json, page (in headless Chromium) and `vidloom sweep recommend`."""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vidloom.platform.config import ConfigError
+from vidloom.training.sweep import TrialCurve, fit_sweep, load_sweep_config, predict
+
+# Chinchilla's fitted loss L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022, approach 3).
+E, A, B, ALPHA, BETA = 1.69, 406.4, 410.7, 0.34, 0.28
+
+
+def synthetic_table(seed: int, noise: float = 0.005) -> list[TrialCurve]:
+    """IsoFLOP trials on 5 budgets, 7 sizes each around a jittered guess of the optimum (as a
+    real sweep centres its sizes), at C = 6·N·D, losses with multiplicative noise."""
+    rng = np.random.default_rng(seed)
+    g = (ALPHA * A / (BETA * B)) ** (1 / (ALPHA + BETA))
+    trials = []
+    for c in np.geomspace(1e18, 1e21, 5):
+        centre = g * (c / 6) ** (BETA / (ALPHA + BETA)) * math.exp(rng.normal(0, 0.3))
+        for n in centre * np.geomspace(0.1, 10, 7):
+            d = c / (6 * n)
+            loss = (E + A / n ** ALPHA + B / d ** BETA) * (1 + rng.normal(0, noise))
+            trials.append(TrialCurve(f"n{n:.3g}-c{c:.3g}", 0, float(n), float(c), [float(c)], [float(d)], [loss]))
+    return trials
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fit_recovers_known_exponents_within_their_intervals(seed):
+    fit = fit_sweep(synthetic_table(seed), bootstrap=300, confidence=0.9, seed=seed)
+    b1, b2 = BETA / (ALPHA + BETA), ALPHA / (ALPHA + BETA)  # 0.452 and 0.548
+    lo, hi = fit["n_opt"]["b_interval"]
+    assert lo <= b1 <= hi and hi - lo < 0.1, (b1, fit["n_opt"])
+    lo, hi = fit["d_opt"]["b_interval"]
+    assert lo <= b2 <= hi and hi - lo < 0.1, (b2, fit["d_opt"])
+    assert abs(fit["n_opt"]["b"] + fit["d_opt"]["b"] - 1) < 1e-6  # C = 6ND on every trial
+    # every slice found an interior minimum, and the prediction at a swept budget is the truth
+    assert all(o["parabola"] and o["inside"] for o in fit["optima"])
+    g = (ALPHA * A / (BETA * B)) ** (1 / (ALPHA + BETA))
+    truth = g * (1e20 / 6) ** b1
+    pred = predict(fit, 1e20)
+    assert pred["params_interval"][0] < truth < pred["params_interval"][1], (truth, pred)
+    assert pred["extrapolation"] == 1.0 and predict(fit, 1e23)["extrapolation"] == pytest.approx(100.0)
+    # the envelope falls with compute and is fitted as a power law with a negative exponent
+    env = fit["loss_envelope"]
+    assert env["b"] < 0 and env["points"][-1]["loss"] < env["points"][0]["loss"]
+
+
+def test_fit_refuses_a_table_it_cannot_fit():
+    one_budget = [t for t in synthetic_table(0) if t.budget == 1e18]
+    with pytest.raises(ValueError, match="at least two budgets with three or more sizes"):
+        fit_sweep(one_budget)
+
+
+def test_bad_sweep_configs_name_the_field_before_anything_runs(tmp_path, capsys):
+    with pytest.raises(ConfigError, match=r"budgets: .*-1"):
+        load_sweep_config("sweep-tiny", ["budgets=[-1, 1e12]"])
+    with pytest.raises(ConfigError, match=r"family.widths: 40 is not a multiple of family.head_dim \(16\)"):
+        load_sweep_config("sweep-tiny", ["family.widths=[32, 40, 64]"])
+    with pytest.raises(ConfigError, match=r"stage: 'video' is not a stage of 'dit-tiny'"):
+        load_sweep_config("sweep-tiny", ["stage=video"])
+    with pytest.raises(ConfigError, match=r"train / train_overrides: .*lr: must be > 0"):
+        load_sweep_config("sweep-tiny", ["train_overrides=[stages.image.lr=-1]"])
+    from vidloom.jobs.sweep import main
+
+    assert main(["--config", "sweep-tiny", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "--data" in capsys.readouterr().err  # not a latent cache: refused before Ray starts
+    assert main(["recommend", "--fit", str(tmp_path / "none.json"), "--budget", "1e12"]) == 2
+    assert "--fit: cannot read" in capsys.readouterr().err
+
+
+def test_shipped_sweeps_load():
+    from vidloom.training.config import shipped_configs
+    from vidloom.training.sweep import shipped_sweeps
+
+    assert {"sweep-tiny", "sweep-gpu"} <= set(shipped_sweeps())
+    for name in shipped_sweeps():
+        cfg, train = load_sweep_config(name)
+        assert len(cfg.family.widths) >= 3 and len(cfg.budgets) >= 2 and train.target == "dit"
+    assert not any(n.startswith("sweep") for n in shipped_configs())  # training configs stay TrainConfigs
+
+
+# -- a real sweep: killed, resumed, fitted ---------------------------------------------------------
+
+REDUCED = """
+name: reduced
+train: dit-tiny
+stage: image
+train_overrides: [stages.image.schedule=cosine, stages.image.warmup_steps=2, eval.holdout=6]
+family: {widths: [16, 32, 48], head_dim: 16, width_per_block: 16}
+budgets: [1.0e10, 3.0e10]
+reports: 4
+first_report: 0.2
+fit: {bootstrap: 50}
+"""
+
+
+def _terminated(out: Path) -> set[str]:
+    """Trial ids Tune's own saved experiment state holds as finished."""
+    done = set()
+    for path in glob.glob(str(out / "tune" / "reduced" / "experiment_state-*.json")):
+        try:
+            state = json.loads(Path(path).read_text())
+        except ValueError:  # being rewritten
+            continue
+        for trial_json, _ in state["trial_data"]:
+            t = json.loads(trial_json)
+            if t.get("status") == "TERMINATED":
+                done.add(t["trial_id"])
+    return done
+
+
+def _events(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def resumed_sweep(latent_cache, tmp_path_factory):
+    """The reduced sweep started as a job, killed (the whole process group, Ray included) once
+    Tune has recorded a finished trial, then resumed in this process on the session's Ray."""
+    from vidloom.training.sweep import plan_sweep, run_sweep
+
+    root = tmp_path_factory.mktemp("sweep")
+    config, out = root / "reduced.yaml", root / "out"
+    config.write_text(REDUCED)
+    log = open(root / "first.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "vidloom.jobs.sweep", "--config", str(config), "--data",
+                             str(latent_cache.path), "--out", str(out), "--num-cpus", "2"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 600
+    try:
+        while not _terminated(out):
+            assert proc.poll() is None, (root / "first.log").read_text()[-3000:]
+            assert time.time() < deadline, "no trial finished in 10 minutes"
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        log.close()
+    finished_before = _terminated(out)
+    results_before = {p.parent.name: p.read_text() for p in (out / "tune" / "reduced").glob("*/result.json")}
+    events_before = len(_events(out))
+    cfg, train = load_sweep_config(str(config))
+    summary = run_sweep(plan_sweep(cfg, train, str(latent_cache.path)), out)
+    return {"out": out, "summary": summary, "finished_before": finished_before, "results_before": results_before,
+            "events_before": events_before}
+
+
+def test_killed_sweep_resumes_without_rerunning_finished_trials(resumed_sweep):
+    out, finished = resumed_sweep["out"], resumed_sweep["finished_before"]
+    events = _events(out)
+    before, after = events[:resumed_sweep["events_before"]], events[resumed_sweep["events_before"]:]
+    names = {e["trial_id"]: e["trial"] for e in events}
+    done_first = {names[i] for i in finished}
+    assert done_first and len(done_first) < 6  # the kill came after some trials, before all
+    # the resumed run started every trial but the finished ones, and nothing was trained twice
+    started_again = {e["trial"] for e in after if e["event"] == "start"}
+    assert started_again and not started_again & done_first, (started_again, done_first)
+    assert {e["trial"] for e in events if e["event"] == "complete"} == set(names.values())
+    for name in done_first:
+        assert (out / "tune" / "reduced" / name / "result.json").read_text() == resumed_sweep["results_before"][name]
+    assert any(e["event"] == "start" for e in before)
+    assert resumed_sweep["summary"].finished == 6
+
+
+def test_sweep_reports_losses_that_fall_with_compute_and_writes_the_fit(resumed_sweep):
+    out, summary = resumed_sweep["out"], resumed_sweep["summary"]
+    fit = json.loads((out / "fit.json").read_text())
+    assert fit["format"] == "vidloom-sweep-fit/1" and len(fit["trials"]) == 6
+    by_key = {(t["width"], t["budget"]): t for t in fit["trials"]}
+    for t in fit["trials"]:
+        assert len(t["loss"]) >= 4  # every trial reported at its planned points
+        assert all(np.diff(t["flops"]) > 0) and t["flops"][-1] >= t["budget"]
+        assert t["flops"][-1] < 1.2 * t["budget"]  # stopped at its budget (the last step rounds up)
+        assert t["loss"][-1] < t["loss"][0], t  # training lowered the held-out loss
+        assert Path(t["checkpoint"], "model", "model.safetensors").is_file()
+    for w in (16, 32, 48):  # three times the compute gives every size a lower loss
+        assert by_key[(w, 3e10)]["loss"][-1] < by_key[(w, 1e10)]["loss"][-1], w
+    params = [by_key[(w, 1e10)]["params"] for w in (16, 32, 48)]
+    assert params == sorted(params) and params[-1] > 4 * params[0]  # width and depth grow together
+    assert len(fit["optima"]) == 2 and fit["n_opt"]["b_interval"][0] <= fit["n_opt"]["b"] <= fit["n_opt"]["b_interval"][1]
+    assert summary.fit is not None and "N_opt" in summary.to_text()
+
+
+def test_sweep_page_renders_in_chromium(resumed_sweep, tmp_path):
+    from vidloom.pipelines.report.browser import find_chromium, open_in_chromium
+    from vidloom.training.sweep.page import SECTIONS
+
+    assert find_chromium() is not None, "Chromium not found: install Debian's `chromium` (see .ci/run)"
+    result = open_in_chromium(resumed_sweep["out"] / "index.html", tmp_path / "page.png", width=1280, height=1600,
+                              full_page=True)
+    assert result.problems() == []
+    assert result.sections == [k for k, _ in SECTIONS]
+    assert result.images == 3 and result.broken_images == [] and result.page_height > 1600
+    import cv2
+
+    img = cv2.imread(str(tmp_path / "page.png"))
+    assert float(img.std()) > 20.0  # not a blank page
+
+
+def test_recommend_names_a_model_and_tokens(resumed_sweep, capsys):
+    from vidloom.jobs.sweep import main
+
+    fit = resumed_sweep["out"] / "fit.json"
+    assert main(["recommend", "--fit", str(fit), "--budget", "1e11", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["params"] > 0 and r["tokens"] > 0 and r["steps"] >= 1
+    assert r["extrapolation"] > 1  # 1e11 lies beyond the swept 3e10
+    g = r["generated"]
+    assert g["hidden_size"] % 16 == 0 and g["heads"] == g["hidden_size"] // 16
+    assert 0.5 < g["params"] / r["params"] < 2.0  # the nearest family member is close to N_opt
+    assert r["shipped"]["name"] in {"tiny", "small", "1B", "13B"}
+    assert "--set model.dit=tiny" in r["command"]
+    assert main(["recommend", "--fit", str(fit), "--budget", "1e11"]) == 0
+    assert "generated DiT: hidden_size" in capsys.readouterr().out
