@@ -41,6 +41,8 @@ class ServeAppConfig(StrictModel):
     batch_wait_timeout_s: float = Field(0.1, ge=0, le=10)
     torch_threads: int | None = Field(None, ge=1, le=256)
     num_cpus: float | None = Field(None, ge=0)  # every replica's CPUs (small local clusters, tests)
+    # Ulysses ranks per DiT replica (docs/parallelism.md): must divide the DiT's attention heads.
+    sequence_parallel: int = Field(1, ge=1, le=64)
     replicas: dict[Literal["PromptRewriter", "TextEncoder", "DiT", "VAEDecoder", "VideoAPI"], int] = {}
 
 
@@ -54,6 +56,21 @@ def _api_key_sha256(env: str | None) -> str | None:
     return hashlib.sha256(key.strip().encode()).hexdigest()
 
 
+def _parallel_options(cfg: ServeAppConfig) -> dict[str, Any]:
+    """A DiT replica of P ranks: P equal bundles, the replica (rank 0) in the first.
+
+    One rank's share is the replica's CPUs (1 by default) and one GPU on CUDA. Ray refuses
+    all-zero bundles, so ``num_cpus: 0`` (small local clusters) reserves a token 0.01 CPU each.
+    PACK keeps the ranks on one node when they fit: the all-to-all runs every attention."""
+    cpus = 1.0 if cfg.num_cpus is None else cfg.num_cpus
+    bundle: dict[str, float] = {"CPU": cpus or 0.01}
+    actor: dict[str, float] = {"num_cpus": cpus}
+    if cfg.device.startswith("cuda"):
+        bundle["GPU"], actor["num_gpus"] = 1, 1
+    return {"ray_actor_options": actor, "placement_group_bundles": [bundle] * cfg.sequence_parallel,
+            "placement_group_strategy": "PACK"}
+
+
 def build_app(args: dict[str, Any] | None = None):
     """The application for `serve.run` / `serve run` / `serve deploy`."""
     from vidloom.serving.deployments import DiT, PromptRewriter, TextEncoder, VAEDecoder
@@ -65,6 +82,10 @@ def build_app(args: dict[str, Any] | None = None):
     except ModelSpecError as exc:
         raise ConfigError(f"model: {exc}") from None
     key_digest = _api_key_sha256(cfg.api_key_env)
+    heads = spec.dit().heads
+    if heads % cfg.sequence_parallel:
+        raise ConfigError(f"sequence_parallel: {cfg.sequence_parallel} does not divide the DiT's {heads} attention "
+                          f"heads; allowed: {[p for p in range(1, heads + 1) if heads % p == 0]}")
 
     def options(name: str) -> dict[str, Any]:
         opts: dict[str, Any] = {}
@@ -72,13 +93,16 @@ def build_app(args: dict[str, Any] | None = None):
             opts["ray_actor_options"] = {"num_cpus": cfg.num_cpus}
         if name in cfg.replicas:
             opts.update(num_replicas=cfg.replicas[name], autoscaling_config=None)
+        if name == "DiT" and cfg.sequence_parallel > 1:
+            opts.update(_parallel_options(cfg))
         return opts
 
     models = dict(device=cfg.device, dtype=cfg.dtype, torch_threads=cfg.torch_threads)
     rewriter = PromptRewriter.options(**options("PromptRewriter")).bind(cfg.rewriter)
     text = TextEncoder.options(**options("TextEncoder")).bind(spec, torch_threads=cfg.torch_threads)
     dit = DiT.options(**options("DiT")).bind(spec, max_batch_size=cfg.max_batch_size,
-                                             batch_wait_timeout_s=cfg.batch_wait_timeout_s, **models)
+                                             batch_wait_timeout_s=cfg.batch_wait_timeout_s,
+                                             sequence_parallel=cfg.sequence_parallel, **models)
     vae = VAEDecoder.options(**options("VAEDecoder")).bind(spec, **models)
     jobs = JobSettings(storage=cfg.storage, expire_after_s=cfg.expire_after_s, max_queue=cfg.max_queue,
                        timeout_s=cfg.timeout_s)

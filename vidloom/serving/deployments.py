@@ -88,14 +88,26 @@ class DiT:
     those of one shape and sampler setting are denoised as one batch."""
 
     def __init__(self, spec: ModelSpec, device: str = "cpu", dtype: str | None = None,
-                 max_batch_size: int = 8, batch_wait_timeout_s: float = 0.1, torch_threads: int | None = None):
+                 max_batch_size: int = 8, batch_wait_timeout_s: float = 0.1, torch_threads: int | None = None,
+                 sequence_parallel: int = 1):
         _threads(torch_threads)
         self.spec = spec
-        self.stage = DenoiseStage(spec, device, dtype)
+        if sequence_parallel > 1:  # this replica is rank 0 of P (vidloom.serving.parallel)
+            from vidloom.serving.parallel import SequenceParallelDenoiser
+
+            self.stage = SequenceParallelDenoiser(spec, sequence_parallel, device, dtype, torch_threads)
+        else:
+            self.stage = DenoiseStage(spec, device, dtype)
         self.denoise.set_max_batch_size(max_batch_size)
         self.denoise.set_batch_wait_timeout_s(batch_wait_timeout_s)
         self.waiting = 0
         self._store = None
+
+    async def check_health(self) -> None:
+        # A sequence-parallel replica is only as healthy as its workers: Serve replaces it otherwise.
+        check = getattr(self.stage, "check", None)
+        if check is not None:
+            await asyncio.to_thread(check)
 
     def _job_store(self):
         if self._store is None:
