@@ -223,6 +223,12 @@ def rank_datasets(plan: StagePlan, world: int, accumulation: int, start: int, st
 _PLAN_KEYS = ("step", "micro", "dataset")
 
 
+def _tensor(value: Any):
+    """A batch column as a tensor; text columns (captions) stay a list of strings."""
+    array = np.array(value)
+    return list(array.tolist()) if array.dtype.kind in "USO" else torch.from_numpy(array)
+
+
 def iterate_batches(iterator, start: int, accumulation: int) -> Iterator[tuple[int, list[dict[str, torch.Tensor]]]]:
     """(step, micro-batches) from a rank's Ray Data iterator, skipping steps before `start`."""
     pending: list[dict[str, torch.Tensor]] = []
@@ -230,7 +236,7 @@ def iterate_batches(iterator, start: int, accumulation: int) -> Iterator[tuple[i
         step = int(row["step"])
         if step < start:
             continue
-        pending.append({k: torch.from_numpy(np.array(v)) for k, v in row.items() if k not in _PLAN_KEYS})
+        pending.append({k: _tensor(v) for k, v in row.items() if k not in _PLAN_KEYS})
         if len(pending) == accumulation:
             yield step, pending
             pending = []

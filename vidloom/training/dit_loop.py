@@ -88,7 +88,12 @@ def train_dit_stage(config: dict[str, Any]) -> None:
     engine = eng.wrap(model, cfg, stage)
     ema = eng.EMA(engine, cfg.ema_decay) if cfg.ema_decay is not None else None
     start = eng.resume(engine, ema)
-    evaluator = StageEvaluator(cfg, stage, config, engine, rank, teacher)
+    pixel_encoder = None
+    if config.get("captions") is not None:  # data_mode: pixels: encode each batch here
+        from vidloom.training.pixels import OnTheFlyEncoder
+
+        pixel_encoder = OnTheFlyEncoder(config["vae_source"], cfg.model.text_encoder)
+    evaluator = StageEvaluator(cfg, stage, config, engine, rank, teacher, pixel_encoder)
     evaluator.evaluate_initial(start)
     reporter = StepReporter(cfg, stage, stage_dir, rank, world, start)
     null = evaluator.null_text
@@ -101,6 +106,8 @@ def train_dit_stage(config: dict[str, Any]) -> None:
         t0 = time.perf_counter()
         tokens, flops = 0, 0.0
         for m, batch in enumerate(micro_batches):
+            if pixel_encoder is not None:
+                batch = pixel_encoder.batch(batch)
             gen = step_generator(cfg.seed, step, data_rank, m)  # same t, noise, dropout in an SP group
             batch = with_text_dropout(batch, *null, stage.flow.text_dropout, gen)
             if teacher is not None:

@@ -30,7 +30,7 @@ FINAL, WEIGHTS, SAMPLES = "final", "weights", "samples"
 
 class StageEvaluator:
     def __init__(self, cfg: TrainConfig, stage: StageConfig, config: dict[str, Any], engine, rank: int,
-                 teacher=None):
+                 teacher=None, pixel_encoder=None):
         from vidloom.training.latents import LatentCache
 
         self.cfg, self.stage, self.engine, self.rank, self.teacher = cfg, stage, engine, rank, teacher
@@ -38,12 +38,21 @@ class StageEvaluator:
         self.init_record = _init_record(config.get("init"))
         self.meta = config["export_meta"]
         self.vae_source = config["vae_source"]
-        cache = LatentCache.open(config["cache"])
-        states, pooled = cache.null_text()
-        self.null_text = (states.float(), pooled.float())
-        self.scaling = float(cache.meta["vae"]["scaling_factor"])
         held = config["holdout"]
-        self.holdout = read_items([f for _, f, _ in held], [r for _, _, r in held]) if held else []
+        if pixel_encoder is None:
+            cache = LatentCache.open(config["cache"])
+            states, pooled = cache.null_text()
+            self.null_text = (states.float(), pooled.float())
+            self.scaling = float(cache.meta["vae"]["scaling_factor"])
+            self.holdout = read_items([f for _, f, _ in held], [r for _, _, r in held]) if held else []
+        else:  # DiT from pixels: held-out clips encoded here, centre-cropped
+            from vidloom.training.pixels import load_clip
+
+            self.null_text = pixel_encoder.null_text()
+            self.scaling = pixel_encoder.scaling
+            crop = tuple(config["crops"][stage.datasets[0].tier])
+            self.holdout = [pixel_encoder.sample(load_clip(path, crop, cfg.seed, 0, centre=True),
+                                                 config["captions"].get(path, "")) for _, path, _ in held]
         self.history: list[dict[str, float]] = []
         self.initial: dict[str, float] = {}
 

@@ -12,6 +12,7 @@ import hashlib
 from typing import Any
 
 import numpy as np
+import torch
 
 from vidloom.platform.config import ConfigError
 from vidloom.training.config import StageConfig, TrainConfig
@@ -75,13 +76,57 @@ def load_clip(path: str, crop: tuple[int, int, int], seed: int, step: int, centr
 
 
 class PixelLoader:
-    """Ray Data actor: plan rows -> batches of cropped clips ``pixels`` (B, 3, F, H, W)."""
+    """Ray Data actor: plan rows -> batches of cropped clips ``pixels`` (B, 3, F, H, W), with
+    their ``captions`` when `captions` (path -> caption) is given (DiT runs from pixels)."""
 
-    def __init__(self, crops: dict[str, tuple[int, int, int]], seed: int):
-        self.crops, self.seed = crops, seed
+    def __init__(self, crops: dict[str, tuple[int, int, int]], seed: int, captions: dict[str, str] | None = None):
+        self.crops, self.seed, self.captions = crops, seed, captions
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         crop = self.crops[row["dataset"]]
         step = int(row["step"])
         clips = [load_clip(p, crop, self.seed, step * 131 + int(row["micro"])) for p in row["files"]]
-        return {"step": step, "micro": int(row["micro"]), "dataset": row["dataset"], "pixels": np.stack(clips)}
+        out = {"step": step, "micro": int(row["micro"]), "dataset": row["dataset"], "pixels": np.stack(clips)}
+        if self.captions is not None:
+            out["captions"] = [self.captions.get(p, "") for p in row["files"]]
+        return out
+
+
+def pixel_captions(data: str, tiers: list[str]) -> dict[str, str]:
+    """path -> caption of the samples of a curated folder (the text precompute would encode)."""
+    from vidloom.training.latents.sources import list_samples
+
+    return {r.source_path: r.caption for r in list_samples([data], tiers) if not r.error}
+
+
+class OnTheFlyEncoder:
+    """DiT runs without a latent cache (`data_mode: pixels`): the worker encodes each batch with
+    the VAE (posterior mode × scaling factor, as precompute does) and the text encoder."""
+
+    def __init__(self, vae_source: str, text_spec: Any):
+        from vidloom.models import load_vae
+        from vidloom.models.text import build_text_encoder
+
+        self.vae = load_vae(vae_source).eval().requires_grad_(False)
+        self.text = build_text_encoder(text_spec)
+        self.scaling = float(self.vae.scaling_factor)
+
+    @torch.no_grad()
+    def batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """{pixels, captions} -> {latent, text_states, text_mask, pooled}."""
+        latent = self.vae.encode(batch["pixels"].float()).mode() * self.scaling
+        emb = self.text.encode(list(batch["captions"]))
+        return {"latent": latent.float(), "text_states": emb.states.float(), "text_mask": emb.mask,
+                "pooled": emb.pooled.float()}
+
+    @torch.no_grad()
+    def sample(self, pixels: np.ndarray, caption: str) -> dict[str, Any]:
+        """One clip as a held-out sample (the fields `read_items` gives for a cached one)."""
+        b = self.batch({"pixels": torch.from_numpy(pixels)[None], "captions": [caption]})
+        n = int(b["text_mask"][0].sum())
+        return {"latent": b["latent"][0], "text_states": b["text_states"][0, :n], "pooled": b["pooled"][0],
+                "caption": caption}
+
+    def null_text(self) -> tuple[torch.Tensor, torch.Tensor]:
+        empty = self.sample(np.zeros((3, 1, 8, 8), dtype=np.float32), "")
+        return empty["text_states"], empty["pooled"]

@@ -99,35 +99,54 @@ def _dit_config(cfg: TrainConfig):
 
 
 def prepare(cfg: TrainConfig, data: str) -> Prepared:
-    """Check the config against the latent cache; every problem names its field."""
+    """Check a DiT run against its data (a latent cache, or a curated folder with
+    `data_mode: pixels`); every problem names its field."""
     from vidloom.models.text import build_text_encoder
+    from vidloom.training.dit_loop import train_dit_stage
     from vidloom.training.latents import LatentCache, NotALatentCacheError, vae_digest
 
-    if cfg.data_mode == "pixels":
-        raise ConfigError("data_mode: 'pixels' (encoding on the fly) is not available for DiT runs yet; "
-                          "precompute a latent cache with `vidloom precompute` and pass it as --data")
-    try:
-        cache = LatentCache.open(data)
-    except NotALatentCacheError as exc:
-        raise ConfigError(f"--data: {exc}") from None
     problems: list[str] = []
     dit = _dit_config(cfg)
-    vae_meta = cache.meta["vae"]
     try:
         digest = vae_digest(cfg.model.vae, cfg.seed)
     except Exception as exc:  # noqa: BLE001 - a missing VAE is a config problem
         raise ConfigError(f"model.vae: {cfg.model.vae!r} cannot be loaded: {exc}") from None
-    if digest != vae_meta.get("digest"):
-        problems.append(
-            f"model.vae: {cfg.model.vae!r} (digest {digest}) is not the VAE the latent cache was made with "
-            f"({vae_meta.get('source')!r}, digest {vae_meta.get('digest')}); set model.vae to it or precompute again")
     try:
         encoder = build_text_encoder(cfg.model.text_encoder)
     except Exception as exc:  # noqa: BLE001 - missing weights name their setting
         raise ConfigError(f"model.text_encoder: {exc}") from None
-    have = cache.meta["text_encoder"].get("encoder_id")
-    if encoder.encoder_id != have:
-        problems.append(f"model.text_encoder: {encoder.encoder_id!r} is not the encoder of the latent cache ({have!r})")
+
+    if cfg.data_mode == "pixels":  # encode on the fly: the VAE and encoder of the config
+        from vidloom.models import load_vae
+        from vidloom.training.pixels import PixelLoader, pixel_captions, pixel_index, stage_crop
+
+        by_tier = pixel_index(cfg, data)
+        crops = {ref.tier: stage_crop(st) for st in cfg.stages for ref in st.datasets}
+        captions = pixel_captions(data, sorted(crops))
+        vae_meta = {"source": cfg.model.vae, "digest": digest,
+                    "latent_channels": load_vae(cfg.model.vae).config.latent_channels}
+        text_meta = {"spec": cfg.model.text_encoder, **encoder.describe()}
+        extra = {"captions": captions, "crops": {k: list(v) for k, v in crops.items()}}
+        loader, loader_args = PixelLoader, (crops, cfg.seed, captions)
+    else:
+        try:
+            cache = LatentCache.open(data)
+        except NotALatentCacheError as exc:
+            raise ConfigError(f"--data: {exc}") from None
+        vae_meta, text_meta = cache.meta["vae"], dict(cache.meta["text_encoder"])
+        if digest != vae_meta.get("digest"):
+            problems.append(
+                f"model.vae: {cfg.model.vae!r} (digest {digest}) is not the VAE the latent cache was made with "
+                f"({vae_meta.get('source')!r}, digest {vae_meta.get('digest')}); set model.vae to it or precompute again")
+        if encoder.encoder_id != text_meta.get("encoder_id"):
+            problems.append(f"model.text_encoder: {encoder.encoder_id!r} is not the encoder of the latent cache "
+                            f"({text_meta.get('encoder_id')!r})")
+        by_tier = {}
+        for r in cache.index().to_pylist():
+            key = (r["latent_frames"], r["latent_height"], r["latent_width"])
+            by_tier.setdefault(r["tier"], []).append((r["sample_id"], key, r["file"], int(r["row"])))
+        extra, loader, loader_args = {"cache": str(cache.path)}, None, ()
+
     if (dit.text_dim, dit.pooled_dim) != (encoder.state_dim, encoder.pooled_dim):
         problems.append(
             f"model.dit_overrides: the DiT takes text {dit.text_dim}/{dit.pooled_dim} (text_dim/pooled_dim) but "
@@ -137,17 +156,11 @@ def prepare(cfg: TrainConfig, data: str) -> Prepared:
     if int(vae_meta.get("latent_channels", 16)) != dit.in_channels:
         problems.append(f"model.dit_overrides.in_channels: {dit.in_channels} but the VAE has "
                         f"{vae_meta.get('latent_channels')} latent channels")
-
-    index = cache.index().to_pylist()
-    by_tier: dict[str, list] = {}
-    for r in index:
-        key = (r["latent_frames"], r["latent_height"], r["latent_width"])
-        by_tier.setdefault(r["tier"], []).append((r["sample_id"], key, r["file"], int(r["row"])))
     patch = tuple(dit.patch_size)
     for i, stage in enumerate(cfg.stages):
         for j, ref in enumerate(stage.datasets):
             if ref.tier not in by_tier:
-                problems.append(f"stages[{i}].datasets[{j}].tier: {ref.tier!r} is not in the latent cache "
+                problems.append(f"stages[{i}].datasets[{j}].tier: {ref.tier!r} is not in the data "
                                 f"(it has {sorted(by_tier)})")
         for k, entry in enumerate(stage.buckets.table):
             key = latent_key(entry.frames, entry.height, entry.width)
@@ -167,14 +180,10 @@ def prepare(cfg: TrainConfig, data: str) -> Prepared:
     shapes = [k for rows in by_tier.values() for _, k, _, _ in rows]
     limits = {"max_frames": max((t - 1) * 4 + 1 for t, _, _ in shapes), "max_height": max(h * 8 for _, h, _ in shapes),
               "max_width": max(w * 8 for _, _, w in shapes)} if shapes else {}
-    meta = {
-        "text_encoder": dict(cache.meta["text_encoder"]),
-        "vae": {"source": vae_meta.get("source"), "digest": vae_meta.get("digest")},
-        "limits": limits,
-    }
-    from vidloom.training.dit_loop import train_dit_stage
-
-    return Prepared(cfg, by_tier, patch, meta, cfg.model.vae, [], train_dit_stage, extra={"cache": str(cache.path)})
+    meta = {"text_encoder": text_meta, "vae": {"source": vae_meta.get("source"), "digest": vae_meta.get("digest")},
+            "limits": limits}
+    return Prepared(cfg, by_tier, patch, meta, cfg.model.vae, [f"data: {cfg.data_mode}"], train_dit_stage,
+                    loader, loader_args, extra)
 
 
 # -- stages ------------------------------------------------------------------------------------

@@ -218,6 +218,8 @@ def run_sweep(plan: SweepPlan, out: str | Path) -> SweepSummary:
     except ValueError as exc:
         summary.notes.append(f"no fit: {exc}")
         return summary
+    if fit["note"]:
+        summary.notes.append(fit["note"])
     fit.update(sweep=cfg.model_dump(mode="json"), train=plan.context.train, plan=plan.trials,
                tokens_per_step=_tokens_per_step(plan.trials))
     (out / FIT_FILE).write_text(json.dumps(fit, indent=1))

@@ -66,14 +66,13 @@ def slice_optimum(budget: float, params: Sequence[float], tokens: Sequence[float
         raise ValueError(f"budget {budget:.3g}: {sizes} distinct sizes; a parabola needs at least 3")
     c = np.polyfit(x, y, 2)
     slope, icept = np.polyfit(x, lt, 1)
-    if c[0] > 0:
-        xo = -c[1] / (2 * c[0])
-        lo = float(np.polyval(c, xo))
-        parabola = True
-    else:  # concave or flat: no interior minimum, keep the best trial
-        i = int(np.argmin(y))
-        xo, lo, parabola = x[i], float(y[i]), False
+    parabola = bool(c[0] > 0)
+    xo = -c[1] / (2 * c[0]) if parabola else x[int(np.argmin(y))]  # not convex: the best trial
     inside = bool(x.min() <= xo <= x.max())
+    # A vertex beyond the sizes tried is the parabola extrapolated, not a measurement: the
+    # optimum is only known to lie at or past that edge, so it is kept at the edge.
+    xo = float(np.clip(xo, x.min(), x.max()))
+    lo = float(np.polyval(c, xo)) if parabola else float(y.min())
     return SliceOptimum(float(budget), float(math.exp(xo)), float(math.exp(icept + slope * xo)), lo, sizes,
                         parabola, inside, [float(v) for v in c])
 
@@ -99,10 +98,24 @@ def _optima(slices: dict[float, list[TrialCurve]]) -> list[SliceOptimum]:
                           [t.final[1] for t in ts], [t.final[2] for t in ts]) for ts in slices.values()]
 
 
-def _laws(optima: Sequence[SliceOptimum]) -> tuple[float, float, float, float]:
-    a1, b1 = power_law([o.budget for o in optima], [o.params for o in optima])
-    a2, b2 = power_law([o.budget for o in optima], [o.tokens for o in optima])
+def _laws(optima: Sequence[SliceOptimum], keep: Sequence[bool]) -> tuple[float, float, float, float]:
+    """The two power laws over the slices marked in `keep`."""
+    use = [o for o, k in zip(optima, keep) if k]
+    a1, b1 = power_law([o.budget for o in use], [o.params for o in use])
+    a2, b2 = power_law([o.budget for o in use], [o.tokens for o in use])
     return a1, b1, a2, b2
+
+
+def _bracketed(slices: dict[float, list[TrialCurve]], optima: Sequence[SliceOptimum]) -> tuple[set[float], str]:
+    """The budgets the laws are fitted on: those whose optimum lies inside the sizes tried
+    when at least two do, else all of them (then the laws only bound the truth)."""
+    inside = {c for c, o in zip(slices, optima) if o.inside and o.parabola}
+    if len(inside) >= 2:
+        return inside, "" if len(inside) == len(optima) else (
+            f"fitted on the {len(inside)} budgets whose optimum lies inside the sizes tried; widen the family "
+            f"for the others")
+    return set(slices), ("most budgets have their optimum at or past the edge of the sizes tried: the laws are "
+                         "bounds, not estimates; widen the family (bigger widths for big budgets)")
 
 
 def envelope(trials: Sequence[TrialCurve], points: int = 24) -> list[dict[str, float]]:
@@ -134,7 +147,9 @@ def fit_sweep(trials: Sequence[TrialCurve], bootstrap: int = 400, confidence: fl
         raise ValueError(f"the fit needs at least two budgets with three or more sizes each "
                          f"(have {[(f'{c:.3g}', len(ts)) for c, ts in slices.items()]})")
     optima = _optima(usable)
-    a1, b1, a2, b2 = _laws(optima)
+    budgets, note = _bracketed(usable, optima)
+    keep = [c in budgets for c in usable]
+    a1, b1, a2, b2 = _laws(optima, keep)
 
     rng = np.random.default_rng(seed)
     draws = []
@@ -148,7 +163,7 @@ def fit_sweep(trials: Sequence[TrialCurve], bootstrap: int = 400, confidence: fl
             else:
                 pick = ts
             resampled[c] = pick
-        draws.append(_laws(_optima(resampled)))
+        draws.append(_laws(_optima(resampled), keep))
     draws_arr = np.asarray(draws)
     tail = (1 - confidence) / 2 * 100
     interval = lambda k: [float(np.percentile(draws_arr[:, k], tail)), float(np.percentile(draws_arr[:, k], 100 - tail))]  # noqa: E731
@@ -160,7 +175,8 @@ def fit_sweep(trials: Sequence[TrialCurve], bootstrap: int = 400, confidence: fl
         "n_opt": {"a": a1, "b": b1, "a_interval": interval(0), "b_interval": interval(1)},
         "d_opt": {"a": a2, "b": b2, "a_interval": interval(2), "b_interval": interval(3)},
         "loss_envelope": {"a": aL, "b": bL, "points": env},
-        "optima": [o.__dict__ for o in optima],
+        "optima": [{**o.__dict__, "fitted": k} for o, k in zip(optima, keep)],
+        "note": note,
         "bootstrap": {"resamples": bootstrap, "confidence": confidence, "seed": seed,
                       "draws": [[float(v) for v in d] for d in draws]},
         "trials": [t.__dict__ for t in trials],
@@ -176,7 +192,7 @@ def predict(fit: dict[str, Any], budget: float) -> dict[str, Any]:
     d = fit["d_opt"]["a"] * budget ** fit["d_opt"]["b"]
     n_draws = draws[:, 0] * budget ** draws[:, 1]
     d_draws = draws[:, 2] * budget ** draws[:, 3]
-    within = [o["budget"] for o in fit["optima"]]
+    within = [o["budget"] for o in fit["optima"] if o.get("fitted", True)]
     return {"budget": budget, "params": n, "tokens": d, "confidence": conf,
             "params_interval": [float(np.percentile(n_draws, tail)), float(np.percentile(n_draws, 100 - tail))],
             "tokens_interval": [float(np.percentile(d_draws, tail)), float(np.percentile(d_draws, 100 - tail))],

@@ -146,14 +146,16 @@ def _overview(fit: dict[str, Any]) -> str:
              f"family widths {sweep['family']['widths']}, head dim {sweep['family']['head_dim']}, "
              f"{sweep['family']['width_per_block']:g} channels per block; "
              f"{fit['bootstrap']['resamples']} bootstrap resamples.</p>")
-    return _section("overview", "Overview", f'<div class="cards">{cards}</div>{setup}')
+    note = f'<p class="notice">{escape(fit["note"])}</p>' if fit.get("note") else ""
+    return _section("overview", "Overview", f'<div class="cards">{cards}</div>{setup}{note}')
 
 
 def _trials(fit: dict[str, Any]) -> str:
     optima = _table(["budget C", "N_opt", "D_opt", "loss at the optimum", "sizes", "note"],
                     [[f"{o['budget']:.3g}", f"{o['params']:.3g}", f"{o['tokens']:.3g}", f"{o['loss']:.4f}",
                       str(o["sizes"]), "" if o["parabola"] and o["inside"] else
-                      ("not convex: best trial" if not o["parabola"] else "outside the sizes tried")]
+                      ("not convex: best trial" if not o["parabola"] else "at the edge of the sizes tried")
+                      + ("" if o.get("fitted", True) else "; left out of the fit")]
                      for o in fit["optima"]], numeric={0, 1, 2, 3, 4})
     rows = [[escape(t["name"]), str(t["width"]), f"{t['params']:,.0f}", f"{t['budget']:.3g}", f"{t['flops'][-1]:.3g}",
              f"{t['tokens'][-1]:,.0f}", f"{t['flops'][-1] / (6 * t['params'] * t['tokens'][-1]):.2f}",
