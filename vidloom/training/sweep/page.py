@@ -118,6 +118,9 @@ def laws_chart(fit: dict[str, Any]) -> str:
                     label="size on the envelope")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        # The band can run off to extremes where few sizes were tried: keep the axes on the data.
+        seen = [o[what] for o in optima] + list(law["a"] * grid ** law["b"])
+        ax.set_ylim(min(seen) / 10, max(seen) * 10)
         ax.set_xlabel("training compute C (FLOPs)")
         ax.set_ylabel(label)
         ax.legend(loc="upper left")
