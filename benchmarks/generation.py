@@ -41,8 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DEFAULT_WORK = Path("/tmp/vidloom-bench-generation")
 TIERS = ["images_256", "images_512", "256p", "360p", "540p", "sft"]  # what dit-small's stages read
-QUICK_STEPS = {"image": 40, "mixed": 15, "joint-short": 25, "joint-long": 15, "sft": 15, "distill": 80}
-QUICK_OVERRIDES = ["ema_decay=null", "eval.every=100000", "eval.sample_prompts=0", "eval.holdout=2",
+QUICK_STEPS = {"image": 20, "mixed": 5, "joint-short": 10, "joint-long": 5, "sft": 5, "distill": 30}
+QUICK_OVERRIDES = [*(f"stages.{name}.buckets.max_batch_size=4" for name in QUICK_STEPS), "stages.image.warmup_steps=5",
+                   "ema_decay=null", "eval.every=100000", "eval.sample_prompts=0", "eval.holdout=2",
                    "checkpoint.every=100000", "tracking.tensorboard=false"]
 PROMPTS = [
     "a wooden boat drifting on a calm lake at sunset, the camera slowly pans left",
@@ -259,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=9)
     p.add_argument("--prompts", type=int, help=f"how many of the {len(PROMPTS)} prompts (default 4; --quick 2)")
     p.add_argument("--seeds", type=int, help="seeds per prompt (default 2; --quick 1)")
-    p.add_argument("--few-steps", type=lambda t: [int(x) for x in t.split(",")], default=[10, 16, 20])
+    p.add_argument("--few-steps", type=lambda t: [int(x) for x in t.split(",")], default=[10, 16, 20],
+                   help="student step counts of (c) (default 10,16,20; --quick 10,20)")
     p.add_argument("--guidance", type=float, default=6.0, help="CFG scale of (a)/(d), embedded scale of (b)/(c)")
     p.add_argument("--bound-db", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=2)
@@ -269,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.model, args.teacher, budget = quick_model(args.work)
         args.size, args.prompts, args.seeds = args.size or "64x64", args.prompts or 2, args.seeds or 1
+        if "--few-steps" not in (argv if argv is not None else sys.argv):
+            args.few_steps = [10, 20]
     elif not (args.model and args.teacher):
         p.error("--model RUN/final and --teacher RUN/sft/final, or --quick")
     args.size, args.prompts, args.seeds = args.size or "128x128", args.prompts or 4, args.seeds or 2
