@@ -115,7 +115,7 @@ class Generator:
     """The serving pipeline's stages (what `vidloom generate` and the server run) for two DiTs
     sharing one text encoder and VAE."""
 
-    def __init__(self, model: str, teacher: str, threads: int):
+    def __init__(self, model: str, teacher: str, threads: int, fast_path: bool = False):
         import torch
 
         from vidloom.serving.model import resolve_model
@@ -133,6 +133,8 @@ class Generator:
         self.text = TextStage(self.specs["student"])
         self.decode = DecodeStage(self.specs["student"])
         self.denoise = {k: DenoiseStage(spec) for k, spec in self.specs.items()}
+        for stage in self.denoise.values():
+            stage.model.set_fast_path(fast_path)
 
     def __call__(self, s: Setting, prompt: str, seed: int, size: str, frames: int, guidance: float):
         """(wall s, CPU s, latents, uint8 frames) of one video, end to end but the rewrite."""
@@ -185,7 +187,7 @@ def quick_model(work: Path) -> tuple[str, str, str]:
 
 
 def measure(args: argparse.Namespace) -> dict:
-    gen = Generator(args.model, args.teacher, args.threads)
+    gen = Generator(args.model, args.teacher, args.threads, args.fast_path)
     rows = settings(args.few_steps)
     results = {s: Measured() for s in rows}
     prompts = PROMPTS[:args.prompts]
@@ -211,7 +213,7 @@ def measure(args: argparse.Namespace) -> dict:
     table = [{"row": s.row, "model": s.model, "steps": s.steps, "shift": s.shift, "cfg": s.cfg, "calls": s.calls,
               **results[s].summary(results[rows[0]])} for s in rows]
     return {"table": table, "videos": len(prompts) * args.seeds, "size": args.size, "frames": args.frames,
-            "guidance": args.guidance, "model": args.model, "teacher": args.teacher}
+            "guidance": args.guidance, "fast_path": args.fast_path, "model": args.model, "teacher": args.teacher}
 
 
 def verdict(out: dict, bound_db: float) -> dict:
@@ -229,7 +231,8 @@ def verdict(out: dict, bound_db: float) -> dict:
 
 def render(out: dict, v: dict, header: str) -> str:
     lines = [header,
-             f"{out['videos']} videos per row ({out['size']}, {out['frames']} frames, guidance {out['guidance']:g});"
+             f"{out['videos']} videos per row ({out['size']}, {out['frames']} frames, guidance {out['guidance']:g}, "
+             f"fast path {'on' if out['fast_path'] else 'off'});"
              " time = text + DiT + VAE decode + mp4, median wall and process CPU seconds (CPU time is"
              " steadier on a shared machine); quality vs (a) on the same prompt and seed",
              "| row | model | steps | shift | guidance | DiT calls | s / video | speed-up vs (a) | CPU s | CPU speed-up |"
@@ -265,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guidance", type=float, default=6.0, help="CFG scale of (a)/(d), embedded scale of (b)/(c)")
     p.add_argument("--bound-db", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--fast-path", action="store_true",
+                   help="the DiT's fast path in every row (set_fast_path; same outputs to fp32 rounding); the "
+                        "server does not switch it on today")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     budget = "given"
