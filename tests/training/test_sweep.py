@@ -74,7 +74,7 @@ def test_bad_sweep_configs_name_the_field_before_anything_runs(tmp_path, capsys)
         load_sweep_config("sweep-tiny", ["family.widths=[32, 40, 64]"])
     with pytest.raises(ConfigError, match=r"stage: 'video' is not a stage of 'dit-tiny'"):
         load_sweep_config("sweep-tiny", ["stage=video"])
-    with pytest.raises(ConfigError, match=r"train / train_overrides: .*lr: must be > 0"):
+    with pytest.raises(ConfigError, match=r"(?s)train / train_overrides: .*stages.0.lr: must be > 0"):
         load_sweep_config("sweep-tiny", ["train_overrides=[stages.image.lr=-1]"])
     from vidloom.jobs.sweep import main
 
@@ -130,17 +130,19 @@ def _events(out: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def resumed_sweep(latent_cache, tmp_path_factory):
-    """The reduced sweep started as a job, killed (the whole process group, Ray included) once
-    Tune has recorded a finished trial, then resumed in this process on the session's Ray."""
+def resumed_sweep(ray_session, latent_cache, tmp_path_factory):
+    """The reduced sweep started as a job (a driver of the session's Ray, as `ray job submit`
+    runs one), killed once Tune has recorded a finished trial (Ray ends the dead driver's trial
+    actors), then resumed in this process."""
     from vidloom.training.sweep import plan_sweep, run_sweep
 
     root = tmp_path_factory.mktemp("sweep")
     config, out = root / "reduced.yaml", root / "out"
     config.write_text(REDUCED)
     log = open(root / "first.log", "w")
+    address = ray_session.get_runtime_context().gcs_address
     proc = subprocess.Popen([sys.executable, "-m", "vidloom.jobs.sweep", "--config", str(config), "--data",
-                             str(latent_cache.path), "--out", str(out), "--num-cpus", "2"],
+                             str(latent_cache.path), "--out", str(out), "--address", address],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 600
     try:
