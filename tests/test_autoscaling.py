@@ -119,11 +119,11 @@ def test_curation_job_scales_workers_out_and_back_in(ray_session, local_cluster,
 
 def test_a_run_name_is_one_job_and_replace_resubmits(local_cluster, auth):
     client = connect(local_cluster.dashboard_url, auth)
-    # A job that ends fast: precompute rejects an unknown option before doing any work.
+    # A job that ends fast: precompute rejects its arguments (no inputs) before doing any work.
     request = sub.build_request("precompute", "dup", ["--no-such-option"])
     first = sub.submit(client, request)
     assert sub.wait(client, first, timeout_s=240) == "FAILED"
-    assert "unrecognized arguments: --no-such-option" in client.get_job_logs(first)
+    assert "vidloom precompute: error: the following arguments are required" in client.get_job_logs(first)
     with pytest.raises(JobsError, match="already has job vidloom-precompute-dup .*--replace"):
         sub.submit(client, request)
     again = sub.submit(client, request, replace=True)
