@@ -80,8 +80,8 @@ def test_two_rank_replica_returns_the_single_rank_video(served, tmp_path):
     })
     serve.run(app, name=SP_APP, route_prefix="/sp")
     try:
-        groups = [g for g in ray.util.placement_group_table().values() if g["state"] == "CREATED"]
-        assert [g["bundles"] for g in groups if len(g["bundles"]) == 2] == [{0: {"CPU": 0.01}, 1: {"CPU": 0.01}}]
+        groups = [g["bundles"] for g in ray.util.placement_group_table().values() if g["state"] == "CREATED"]
+        assert {0: {"CPU": 0.01}, 1: {"CPU": 0.01}} in groups  # num_cpus 0: a token share per rank
         sp_served = Served(url=served.url + "/sp", storage=tmp_path / "store", model_id="run")
         body = {"prompt": "A red fox runs through fresh snow", "size": "64x48", "num_frames": 5,
                 "num_inference_steps": 3, "seed": 7}
