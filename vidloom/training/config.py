@@ -239,16 +239,17 @@ class TrainConfig(StrictModel):
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def resolve_config_path(name_or_path: str) -> Path:
-    """A shipped config name (``dit-tiny``) or a YAML path."""
+def resolve_config_path(name_or_path: str, folder: Path = CONFIG_DIR, what: str = "config") -> Path:
+    """A shipped config name (``dit-tiny``, a YAML file in `folder`) or a YAML path."""
     path = Path(name_or_path).expanduser()
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.exists():
             raise ConfigError(f"config file not found: {path}")
         return path
-    shipped = CONFIG_DIR / f"{name_or_path}.yaml"
+    shipped = folder / f"{name_or_path}.yaml"
     if not shipped.exists():
-        raise ConfigError(f"--config: {name_or_path!r} is neither a file nor a shipped config {shipped_configs()}")
+        names = sorted(p.stem for p in folder.glob("*.yaml"))
+        raise ConfigError(f"--config: {name_or_path!r} is neither a file nor a shipped {what} {names}")
     return shipped
 
 

@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 from pydantic import Field, field_validator, model_validator
 
+from vidloom.training.config import resolve_config_path
 from vidloom.platform.config import ConfigError, StrictModel, load_config, read_yaml
 
 SWEEP_DIR = Path(__file__).resolve().parents[1] / "configs" / "sweeps"
@@ -111,15 +112,7 @@ class SweepConfig(StrictModel):
 
 def resolve_sweep_path(name_or_path: str) -> Path:
     """A shipped sweep name (``sweep-tiny``) or a YAML path."""
-    path = Path(name_or_path).expanduser()
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.exists():
-            raise ConfigError(f"config file not found: {path}")
-        return path
-    shipped = SWEEP_DIR / f"{name_or_path}.yaml"
-    if not shipped.exists():
-        raise ConfigError(f"--config: {name_or_path!r} is neither a file nor a shipped sweep {shipped_sweeps()}")
-    return shipped
+    return resolve_config_path(name_or_path, SWEEP_DIR, "sweep")
 
 
 def load_sweep_config(name_or_path: str, overrides: Iterable[str] = ()):
