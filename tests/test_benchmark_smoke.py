@@ -26,7 +26,7 @@ def _load_benchmark():
     return module
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)  # 300 s ran out when the 2 cores were shared with other test runs
 def test_quick_benchmark_reports_ratios(ray_session, tmp_path, capsys):
     files = [PYSCENEDETECT_DATA / name for name in TINY]
     assert all(f.is_file() for f in files), f"PySceneDetect test videos missing under {PYSCENEDETECT_DATA}"
