@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("vidloom.jobs.train", "train the VAE or the DiT curriculum on Ray Train + DeepSpeed (resumable stages)"),
     "train-watermark-detector": ("vidloom.jobs.train_watermark_detector", "train the YOLO watermark/logo detector on synthetic overlays"),
     "sweep": ("vidloom.jobs.sweep", "scaling-law sweep on Ray Tune: DiT sizes x compute budgets -> N_opt(C), D_opt(C); recommend"),
-    "status": ("vidloom.jobs.status", "funnel of a curation run folder, running or finished"),
+    "status": ("vidloom.jobs.status", "a curation run's funnel or a training run's stages, running or finished"),
     "submit": ("vidloom.jobs.submit", "submit curate/precompute/train jobs to a Ray cluster; status, stop"),
     "cluster": ("vidloom.jobs.cluster", "local autoscaling Ray cluster (up/down --local) or ray up/down aws|gcp"),
     "convert": ("vidloom.jobs.convert", "convert DiT/VAE weights between layouts"),
