@@ -5,15 +5,8 @@ curves, fit.json, page (in headless Chromium) and `vidloom sweep recommend`."""
 
 from __future__ import annotations
 
-import glob
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
