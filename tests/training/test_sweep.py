@@ -5,7 +5,6 @@ curves, fit.json, page (in headless Chromium) and `vidloom sweep recommend`."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
