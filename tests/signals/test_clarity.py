@@ -75,3 +75,16 @@ def test_frames_without_edges_are_not_judged():
     assert np.isnan(clarity(black)) and np.isnan(clarity(noise))
     assert clip_clarity([float("nan"), 0.4, 0.5]) == pytest.approx(0.45)
     assert clip_clarity([float("nan")]) == 0.0
+
+
+def test_a_caption_on_a_flat_background_is_judged_on_its_own_edges(pyscenedetect_dir):
+    """counter.mp4 (PySceneDetect): white text over ~4% of a flat grey 1080p frame. The top
+    decile of edge strength reaches into the flat background there; clarity must still see
+    sharp text as sharp and its blurred copy as blurred, not call the frame edge-less."""
+    frames = video_frames(pyscenedetect_dir / "counter.mp4", 4)
+    assert frames
+    for frame in frames:
+        small = cv2.resize(frame, (456, 256), interpolation=cv2.INTER_AREA)
+        sharp, soft = clarity(small), clarity(cv2.GaussianBlur(small, (0, 0), 2.0))
+        assert sharp >= _tier_threshold("540p"), sharp
+        assert soft < _tier_threshold("360p") and sharp - soft > 0.2, (sharp, soft)

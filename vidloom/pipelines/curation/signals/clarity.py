@@ -3,7 +3,7 @@
 Laplacian variance, the usual sharpness number, is absolute: it scales with the square of the
 frame's contrast, so an in-focus dark or low-contrast shot scores like a blurred bright one.
 Clarity compares a frame with itself instead. At the frame's strongest edges (the top decile
-of gradient magnitude) it measures the gradient once as decoded and once after an extra
+of gradient magnitude, never weaker than `MIN_EDGE`) it measures the gradient once as decoded and once after an extra
 Gaussian blur of `REBLUR_SIGMA` px:
 
     clarity = 1 - sum(|grad(blur(I))|) / sum(|grad(I)|)      over the strongest edges
@@ -21,17 +21,20 @@ import numpy as np
 
 from vidloom.platform.media import as_gray
 
-__all__ = ["clarity", "clip_clarity", "REBLUR_SIGMA", "EDGE_QUANTILE", "MIN_EDGE"]
+__all__ = ["clarity", "clip_clarity", "REBLUR_SIGMA", "EDGE_QUANTILE", "MIN_EDGE", "MIN_EDGE_FRACTION"]
 
 # Extra blur that tells sharp from soft edges at analysis size (short side 256); larger sigmas
 # separate strong blur better and weak blur worse (docs/clarity.md has the sweep).
 REBLUR_SIGMA = 1.5
 # Only the strongest edges count: flat areas carry no information about focus, only noise.
 EDGE_QUANTILE = 0.9
-# Below this mean edge strength (|Sobel x| + |Sobel y|, i.e. about 4x the height of a step in
-# grey levels) a frame has nothing to judge: black, a flat wall, sensor noise only (noise of
-# sd 1.5 grey levels reaches about 18).
+# Weaker edges than this (|Sobel x| + |Sobel y|, about 4x the height of a step in grey levels)
+# are never counted: sensor noise of sd 1.5 grey levels stays below it in 99.5% of pixels.
 MIN_EDGE = 24.0
+# A frame needs at least this share of its pixels on counted edges to be judged at all; with
+# fewer it is black, a flat wall or sensor noise, and gets NaN. A caption or a counter on a
+# flat background (3-5% of the pixels) is judged on its own edges.
+MIN_EDGE_FRACTION = 0.02
 
 
 def _gradient_l1(img: np.ndarray) -> np.ndarray:
@@ -57,11 +60,13 @@ def clarity(frame: np.ndarray) -> float:
     coarse = _gradient_l1(cv2.GaussianBlur(f, (0, 0), REBLUR_SIGMA))
     flat = fine.ravel()
     k = int(EDGE_QUANTILE * (flat.size - 1))
-    threshold = np.partition(flat, k)[k]
+    # The top decile, but never below MIN_EDGE: on a mostly flat frame the decile reaches
+    # down into the flat background, which only dilutes the measure.
+    threshold = max(float(np.partition(flat, k)[k]), MIN_EDGE)
     edges = fine >= threshold
-    total = float(fine[edges].sum())
-    if total < MIN_EDGE * max(1, int(edges.sum())):
+    if int(edges.sum()) < MIN_EDGE_FRACTION * flat.size:
         return float("nan")
+    total = float(fine[edges].sum())
     return float(max(0.0, 1.0 - float(coarse[edges].sum()) / total))
 
 
