@@ -39,7 +39,10 @@ def single_stage(*overrides: str, steps: int = 20):
 def curriculum(latent_cache, tmp_path_factory):
     """The two-stage dit-tiny curriculum trained on the demo's latent cache."""
     out = tmp_path_factory.mktemp("dit-tiny")
-    summary = train(dit_config(steps=30), str(latent_cache.path), out, export_format="diffusers")
+    # with the two trackers beside TensorBoard, as a user would log to them (offline here)
+    tracking = [f"tracking.mlflow_uri=file://{out}/mlruns", "tracking.wandb_project=vidloom-tests",
+                "tracking.wandb_mode=offline"]
+    summary = train(dit_config(*tracking, steps=30), str(latent_cache.path), out, export_format="diffusers")
     return out, summary
 
 
@@ -94,6 +97,21 @@ def test_curriculum_trains_both_stages_and_exports(curriculum, latent_cache):
     assert list((out / "tensorboard" / "joint").glob("events.out.tfevents.*"))
     progress = json.loads((out / "joint" / "progress.json").read_text())
     assert progress["step"] == progress["steps"] == 30
+    # MLflow: one run per stage with the loss curve and the stage's settings
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"file://{out}/mlruns")
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("dit-tiny").experiment_id])}
+    assert set(runs) == {"dit-tiny-image", "dit-tiny-joint"}
+    history = client.get_metric_history(runs["dit-tiny-joint"].info.run_id, "loss")
+    assert sorted(m.step for m in history) == list(range(1, 31))
+    assert runs["dit-tiny-joint"].data.params["stage.kind"] == "joint"
+    assert "val_loss" in runs["dit-tiny-joint"].data.metrics
+    # W&B (offline): one run file per stage, named after it, holding the logged loss
+    files = sorted((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 2
+    blobs = b"".join(f.read_bytes() for f in files)
+    assert b"dit-tiny-image" in blobs and b"dit-tiny-joint" in blobs and b"loss" in blobs
 
 
 def test_rerun_skips_finished_stages_and_retrains_only_a_changed_one(curriculum, latent_cache):

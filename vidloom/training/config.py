@@ -170,9 +170,25 @@ class EvalSettings(StrictModel):
 
 
 class TrackingSettings(StrictModel):
+    """TensorBoard event files by default; MLflow and W&B through Ray Train's integrations
+    (`setup_mlflow`, `setup_wandb`) on rank 0 when configured (`pip install 'vidloom[tracking]'`)."""
+
     tensorboard: bool = True
-    mlflow_uri: str | None = Field(None, description="MLflow tracking URI (e.g. file:///path); null = off")
-    wandb_project: str | None = Field(None, description="Weights & Biases project (WANDB_MODE=offline works)")
+    mlflow_uri: str | None = Field(None, description="MLflow tracking URI (e.g. file:///path, http://host:5000); null = off")
+    wandb_project: str | None = Field(None, description="Weights & Biases project; null = off")
+    wandb_mode: Literal["online", "offline"] = Field(
+        "online", description="offline writes the run under OUT/wandb for `wandb sync` (no key needed)")
+
+    @model_validator(mode="after")
+    def _installed(self) -> "TrackingSettings":
+        import importlib.util
+
+        for field, value, module in (("mlflow_uri", self.mlflow_uri, "mlflow"),
+                                     ("wandb_project", self.wandb_project, "wandb")):
+            if value is not None and importlib.util.find_spec(module) is None:
+                raise ValueError(f"{field}: {value!r} is set but {module} is not installed; "
+                                 f"pip install 'vidloom[tracking]' or set it to null")
+        return self
 
 
 class FaultSettings(StrictModel):

@@ -93,6 +93,22 @@ class StepReporter:
             self.trackers.close()
 
 
+def run_params(cfg: TrainConfig, stage: StageConfig) -> dict[str, Any]:
+    """The settings a tracker records for one stage's run: flat scalars, short values."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            flat[prefix] = value if isinstance(value, (int, float, bool, str)) or value is None else json.dumps(value)
+
+    walk("", cfg.model_dump(mode="json", exclude={"stages", "fault", "tracking"}))
+    walk("stage", stage.model_dump(mode="json"))
+    return {k: ("null" if v is None else v) for k, v in flat.items()}
+
+
 def _peak_rss_mb() -> float:
     """This process's peak resident memory (MiB)."""
     import resource
@@ -101,26 +117,35 @@ def _peak_rss_mb() -> float:
 
 
 class _Trackers:
-    """TensorBoard event files by default; MLflow and W&B when configured (rank 0 only)."""
+    """TensorBoard event files by default; MLflow and W&B when configured, through Ray Train's
+    integrations (`setup_mlflow`, `setup_wandb`). Built on rank 0 only."""
 
     def __init__(self, cfg: TrainConfig, stage: StageConfig, run_dir: Path):
         t = cfg.tracking
         self.tb = self.mlflow = self.wandb = None
+        run_name = f"{cfg.name}-{stage.name}"
         if t.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(run_dir / "tensorboard" / stage.name))
         if t.mlflow_uri:
-            import mlflow
+            from ray.air.integrations.mlflow import setup_mlflow
 
-            mlflow.set_tracking_uri(t.mlflow_uri)
-            mlflow.set_experiment(cfg.name)
-            self.mlflow = mlflow
-            mlflow.start_run(run_name=f"{cfg.name}-{stage.name}")
+            if t.mlflow_uri.startswith("file:"):
+                # MLflow 3 keeps its file store in maintenance mode behind this opt-in; a file:
+                # URI in the config is that opt-in (sqlite:// or a server need the full mlflow).
+                os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+            self.mlflow = setup_mlflow(run_params(cfg, stage), tracking_uri=t.mlflow_uri, experiment_name=cfg.name,
+                                       run_name=run_name, create_experiment_if_not_exists=True,
+                                       rank_zero_only=False)
         if t.wandb_project:
-            import wandb
+            from ray.air.integrations.wandb import setup_wandb
 
-            self.wandb = wandb.init(project=t.wandb_project, name=f"{cfg.name}-{stage.name}", dir=str(run_dir))
+            # The mode travels in the environment, where Ray's setup reads it (offline: no key).
+            os.environ["WANDB_MODE"] = t.wandb_mode
+            os.environ.setdefault("WANDB_SILENT", "true")
+            self.wandb = setup_wandb(run_params(cfg, stage), project=t.wandb_project, trial_name=run_name,
+                                     group=cfg.name, dir=str(run_dir), rank_zero_only=False)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         if self.tb is not None:
