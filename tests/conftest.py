@@ -29,6 +29,24 @@ def ray_session():
     ray.shutdown()
 
 
+def _load_script(path: Path, name: str | None = None):
+    """A script that is not part of the package (benchmarks/, cluster/) imported by its path."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name or f"{path.stem}_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look the module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_script() -> Callable:
+    """`load_script(path)`: import a benchmark or cluster script by its path."""
+    return _load_script
+
+
 @pytest.fixture(scope="session")
 def sample_corpus(tmp_path_factory) -> Path:
     from vidloom.pipelines.samples import render_sample_corpus

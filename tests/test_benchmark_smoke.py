@@ -3,9 +3,7 @@ on the session's Ray (the benchmark's own `init_ray` call then joins it)."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 
 from pathlib import Path
 
@@ -17,20 +15,12 @@ PYSCENEDETECT_DATA = (REPO / ".." / "shared" / "data" / "pyscenedetect").resolve
 TINY = ("fades.mp4", "counter.mp4")
 
 
-def _load_benchmark():
-    path = REPO / "benchmarks" / "curation_throughput.py"
-    spec = importlib.util.spec_from_file_location("curation_throughput", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.mark.timeout(900)  # 300 s ran out when the 2 cores were shared with other test runs
-def test_quick_benchmark_reports_ratios(ray_session, tmp_path, capsys):
+def test_quick_benchmark_reports_ratios(ray_session, load_script, tmp_path, capsys):
     files = [PYSCENEDETECT_DATA / name for name in TINY]
     assert all(f.is_file() for f in files), f"PySceneDetect test videos missing under {PYSCENEDETECT_DATA}"
-    bench = _load_benchmark()
+    bench = load_script(REPO / "benchmarks" / "curation_throughput.py", "curation_throughput")
     paths = bench.replicate(files, tmp_path / "corpus", copies=1)
     assert len(set(paths)) == 2
 

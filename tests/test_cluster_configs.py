@@ -4,7 +4,6 @@ schemas (reduced copies in cluster/kuberay/schema/), the Serve config for Ray Se
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,12 +13,6 @@ import yaml
 
 CLUSTER = Path(__file__).resolve().parents[1] / "cluster"
 
-
-def _load_script(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem + "_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("name", ["aws.yaml", "gcp.yaml"])
@@ -140,6 +133,6 @@ def test_serve_config_is_valid_and_is_the_rayservice_config():
     assert service["spec"]["serveConfigV2"] == text
 
 
-def test_generated_files_are_current():
-    assert _load_script(CLUSTER / "kuberay" / "render.py").main(["--check"]) == 0
-    assert _load_script(CLUSTER / "monitoring" / "render.py").main(["--check"]) == 0
+def test_generated_files_are_current(load_script):
+    assert load_script(CLUSTER / "kuberay" / "render.py").main(["--check"]) == 0
+    assert load_script(CLUSTER / "monitoring" / "render.py").main(["--check"]) == 0

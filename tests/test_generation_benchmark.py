@@ -3,25 +3,15 @@ weights, no Ray): every row is measured and the ratios, the bound and the defaul
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_benchmark():
-    path = REPO / "benchmarks" / "generation.py"
-    spec = importlib.util.spec_from_file_location("generation_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
-
-def test_generation_benchmark_prints_ratios_and_defaults(tmp_path, capsys):
+def test_generation_benchmark_prints_ratios_and_defaults(load_script, tmp_path, capsys):
     from vidloom.models.dit.config import get_config
     from vidloom.models.dit.loading import build_dit, save_dit
 
@@ -29,7 +19,7 @@ def test_generation_benchmark_prints_ratios_and_defaults(tmp_path, capsys):
     teacher = save_dit(build_dit(get_config("tiny"), seed=0), tmp_path / "run" / "sft" / "final", meta=meta)
     student = save_dit(build_dit(get_config("tiny", guidance_embed=True), seed=0), tmp_path / "run" / "final",
                        meta=meta)
-    bench = _load_benchmark()
+    bench = load_script(REPO / "benchmarks" / "generation.py", "generation_benchmark")
     args = ["--model", str(student), "--teacher", str(teacher), "--size", "32x32", "--frames", "1", "--prompts", "1",
             "--seeds", "1", "--few-steps", "2,4", "--threads", "1", "--json", str(tmp_path / "out.json")]
     assert bench.main(args) == 0

@@ -18,7 +18,7 @@ import torch
 
 from vidloom.models.sampling import SamplerConfig, euler_sample, make_noise
 from vidloom.models.text.base import TextEmbeddings
-from vidloom.platform.video_out import mp4_bytes
+from vidloom.platform.video_out import mp4_bytes, to_uint8_frames
 from vidloom.serving.model import ModelSpec, ModelSpecError
 from vidloom.serving.params import GenerationParams
 
@@ -176,8 +176,7 @@ class DecodeStage:
     @torch.no_grad()
     def frames(self, latents: torch.Tensor) -> np.ndarray:
         z = latents.to(self.device, self.vae.dtype) / self.vae.scaling_factor
-        video = self.vae.decode(z)[0].float().clamp(-1, 1)  # 3×F×H×W in [-1, 1]
-        return ((video + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
+        return to_uint8_frames(self.vae.decode(z)[0].float().cpu().numpy())  # 3×F×H×W in [-1, 1] -> F×H×W×3
 
     def __call__(self, latents: torch.Tensor, fps: int) -> Rendered:
         from vidloom.platform.media import jpeg_bytes
