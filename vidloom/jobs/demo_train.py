@@ -20,6 +20,7 @@ DEMO_TIERS = ["256p", "images_256"]
 
 def run_demo_training(work: Path, curated: Path, overrides: list[str] = ()) -> dict[str, Path]:
     """Steps 5-7 of the demo; Ray must be initialised. Returns the folders it wrote."""
+    from vidloom.pipelines.curation.progress import ray_output_to
     from vidloom.training import train
     from vidloom.training.config import load_train_config
     from vidloom.training.latents import run_precompute
@@ -29,8 +30,12 @@ def run_demo_training(work: Path, curated: Path, overrides: list[str] = ()) -> d
     print(train(load_train_config("vae-tiny"), str(curated), vae_dir).to_text(), flush=True)
     vae = str(vae_dir / "final")
     print("[6/7] precomputing latents with the trained VAE ...", flush=True)
-    summary = run_precompute([str(curated)], str(latents), vae, "minilm", tiers=DEMO_TIERS, resize=DEMO_RESIZE,
-                             frames=DEMO_FRAMES)
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    # Ray Data's execution-plan lines go to a log file, as in `vidloom curate`: the demo shows steps.
+    with ray_output_to(logs / "precompute-ray.log"):
+        summary = run_precompute([str(curated)], str(latents), vae, "minilm", tiers=DEMO_TIERS,
+                                 resize=DEMO_RESIZE, frames=DEMO_FRAMES)
     print(summary.to_text(), flush=True)
     print("[7/7] training the DiT curriculum (dit-tiny) ...", flush=True)
     cfg = load_train_config("dit-tiny", [f"model.vae={vae}", *overrides])
