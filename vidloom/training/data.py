@@ -230,12 +230,21 @@ def _tensor(value: Any):
 
 
 def iterate_batches(iterator, start: int, accumulation: int) -> Iterator[tuple[int, list[dict[str, torch.Tensor]]]]:
-    """(step, micro-batches) from a rank's Ray Data iterator, skipping steps before `start`."""
+    """(step, micro-batches) from a rank's Ray Data iterator, skipping steps before `start`.
+
+    Rows must come in plan order (the runner asks Ray Train's ingest to preserve it): a batch
+    out of order would train the same samples in another order than a clean or resumed run."""
     pending: list[dict[str, torch.Tensor]] = []
+    previous = (start - 1, accumulation - 1)
     for row in iterator.iter_rows():
         step = int(row["step"])
         if step < start:
             continue
+        key = (step, int(row["micro"]))
+        if key <= previous:
+            raise RuntimeError(f"training batches out of plan order: (step, micro) {key} after {previous}; "
+                               "the rank's dataset must be read with preserve_order")
+        previous = key
         pending.append({k: _tensor(v) for k, v in row.items() if k not in _PLAN_KEYS})
         if len(pending) == accumulation:
             yield step, pending

@@ -289,7 +289,7 @@ def _run_stage(prep: Prepared, i: int, out: Path, fingerprint: str) -> StageResu
         # one dataset per data-parallel group: the ranks of a sequence-parallel group read the same
         datasets=rank_datasets(plan, w.num_workers // cfg.sequence_parallel, cfg.gradient_accumulation, start,
                                stage.steps, prep.loader, prep.loader_args),
-        dataset_config=ray.train.DataConfig(datasets_to_split=[]),
+        dataset_config=_ingest_config(),
     )
     progress = _ProgressLine(f"{cfg.name}/{stage.name}", stage_dir)
     watcher = threading.Thread(target=progress.run, daemon=True)
@@ -305,6 +305,18 @@ def _run_stage(prep: Prepared, i: int, out: Path, fingerprint: str) -> StageResu
         raise RuntimeError(f"stage {stage.name!r} failed: {result.error}") from result.error
     return StageResult(stage.name, stage.kind, "resumed" if start else "trained", stage.steps, time.time() - t0,
                        dict(result.metrics or {}), dict(plan.skipped), str(stage_dir / "final"))
+
+
+def _ingest_config():
+    """Ray Train's ingest of the per-rank datasets: no splitting (each rank has its own) and plan
+    order kept. Train's default ingest options copy `preserve_order` from the driver's global
+    DataContext (off), which would override the datasets' own setting; without it a batch that
+    finishes loading early can overtake another, and a run stops being reproducible."""
+    import ray.train
+
+    options = ray.train.DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return ray.train.DataConfig(datasets_to_split=[], execution_options=options)
 
 
 def run_training(cfg: TrainConfig, data: str, out: str | Path, export_format: str = "vidloom") -> TrainSummary:
