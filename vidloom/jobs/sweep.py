@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="latent cache (vidloom precompute)")
     p.add_argument("--out", required=True, help="sweep folder; rerunning with it resumes")
     add_override_option(p, "budgets=[1e11,3e11,1e12]")
+    p.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE", dest="train_overrides",
+                   help="one more override of the training config, after the sweep's train_overrides, e.g. "
+                        "--train-set model.vae=vidloom-demo/vae/final (the VAE the latent cache was made with)")
     add_ray_options(p)
     return p
 
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from vidloom.training.sweep import load_sweep_config, plan_sweep
 
     try:
-        cfg, train = load_sweep_config(args.config, args.overrides)
+        cfg, train = load_sweep_config(args.config, args.overrides, args.train_overrides)
         plan = plan_sweep(cfg, train, args.data)  # every check against the data, before Ray starts
     except ConfigError as exc:
         print(f"vidloom sweep: {exc}", file=sys.stderr)

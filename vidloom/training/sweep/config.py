@@ -115,16 +115,17 @@ def resolve_sweep_path(name_or_path: str) -> Path:
     return resolve_config_path(name_or_path, SWEEP_DIR, "sweep")
 
 
-def load_sweep_config(name_or_path: str, overrides: Iterable[str] = ()):
+def load_sweep_config(name_or_path: str, overrides: Iterable[str] = (), train_overrides: Iterable[str] = ()):
     """The sweep config and its training config, both validated: (SweepConfig, TrainConfig).
 
-    The training config must be a DiT run holding `stage`; its overrides come from the sweep's
-    ``train_overrides`` (themselves overridable: ``--set 'train_overrides=[...]'``)."""
+    The training config must be a DiT run holding `stage`; its overrides are the sweep's
+    ``train_overrides`` (themselves overridable: ``--set 'train_overrides=[...]'``), then
+    `train_overrides` (the CLI's ``--train-set``)."""
     from vidloom.training.config import load_train_config
 
     cfg = load_config(SweepConfig, read_yaml(resolve_sweep_path(name_or_path)), None, overrides)
     try:
-        train = load_train_config(cfg.train, cfg.train_overrides)
+        train = load_train_config(cfg.train, [*cfg.train_overrides, *train_overrides])
     except ConfigError as exc:
         raise ConfigError(f"train / train_overrides: {exc}") from None
     if train.target != "dit":
