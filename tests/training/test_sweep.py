@@ -68,6 +68,9 @@ def test_bad_sweep_configs_name_the_field_before_anything_runs(tmp_path, capsys)
         load_sweep_config("sweep-tiny", ["stage=video"])
     with pytest.raises(ConfigError, match=r"(?s)train / train_overrides: .*stages.0.lr: must be > 0"):
         load_sweep_config("sweep-tiny", ["train_overrides=[stages.image.lr=-1]"])
+    # --train-set comes after the sweep's own train_overrides (here: the demo cache's VAE)
+    _, train = load_sweep_config("sweep-tiny", [], ["model.vae=runs/vae/final", "eval.holdout=3"])
+    assert train.model.vae == "runs/vae/final" and train.eval.holdout == 3
     from vidloom.jobs.sweep import main
 
     assert main(["--config", "sweep-tiny", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
