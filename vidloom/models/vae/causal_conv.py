@@ -7,6 +7,30 @@ import torch.nn.functional as F
 from torch import nn
 
 
+# oneDNN is compiled into the PyTorch wheels we pin; a build without it keeps F.conv3d, and
+# `torch.backends.mkldnn.flags(enabled=False)` turns this choice off with PyTorch's own.
+_ONEDNN = torch.backends.mkldnn.is_available()
+
+
+def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+           stride: tuple[int, int, int]) -> torch.Tensor:
+    """`F.conv3d` without padding, except where CPU inference would take PyTorch's slowest kernel.
+
+    PyTorch's dispatcher sends a float32 batch-1 input with few channels (N*C*T*H <= 20480, the
+    decoder's full-resolution layers of a small VAE) to its im2col fallback, `slow_conv3d`,
+    which measured 5-7x slower than oneDNN on those layers; a served video is decoded alone, so
+    that path was most of a request's time. Exactly those inputs go to oneDNN here (larger ones
+    already do, and forcing oneDNN on batches measured slower than PyTorch's own choice), and
+    only without autograd (inference): training keeps PyTorch's choice and its backward. Same
+    arithmetic, so results agree to rounding.
+    """
+    if (_ONEDNN and torch.backends.mkldnn.enabled and x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[0] == 1
+            and x.shape[1] * x.shape[2] * x.shape[3] <= 20480 and tuple(weight.shape[2:]) != (1, 1, 1)
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))):
+        return torch.ops.aten.mkldnn_convolution(x.contiguous(), weight, bias, (0, 0, 0), stride, (1, 1, 1), 1)
+    return F.conv3d(x, weight, bias, stride)
+
+
 def _triple(value: int | tuple[int, int, int]) -> tuple[int, int, int]:
     return (value, value, value) if isinstance(value, int) else tuple(value)  # type: ignore[return-value]
 
@@ -34,4 +58,4 @@ class CausalConv3d(nn.Conv3d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         if any(self.causal_padding):
             x = F.pad(x, self.causal_padding, mode="replicate")
-        return super().forward(x)
+        return conv3d(x, self.weight, self.bias, self.stride)
