@@ -154,3 +154,40 @@ def test_recommend_names_a_model_and_tokens(resumed_sweep, capsys):
     assert "--set model.dit=tiny" in r["command"]
     assert main(["recommend", "--fit", str(fit), "--budget", "1e11"]) == 0
     assert "generated DiT: hidden_size" in capsys.readouterr().out
+
+
+def test_video_sweep_starts_from_the_image_sweeps_weights(resumed_sweep, latent_cache, tmp_path):
+    """The report's two-step: a video (joint) sweep whose sizes start from the image sweep's
+    trained weights of the same width; its trials end near those weights, far from a fresh init."""
+    from safetensors.torch import load_file
+
+    from vidloom.platform.config import ConfigError
+    from vidloom.training.sweep import plan_sweep, run_sweep
+
+    image = resumed_sweep["out"]
+    config = tmp_path / "video.yaml"
+    config.write_text(REDUCED.replace("name: reduced", "name: video").replace("stage: image", "stage: joint")
+                      + f"init_from_sweep: {image}\n")
+    cfg, train = load_sweep_config(str(config))
+    plan = plan_sweep(cfg, train, str(latent_cache.path))
+    fit = json.loads((image / "fit.json").read_text())
+    largest = {t["width"]: t["checkpoint"] for t in fit["trials"] if t["budget"] == 3e10}
+    assert {w: str(Path(p)) for w, p in plan.context.init_weights.items()} == \
+        {w: str(Path(largest[w], "model")) for w in (16, 32, 48)}
+    summary = run_sweep(plan, tmp_path / "video")
+    assert summary.finished == 6
+    video = json.loads((tmp_path / "video" / "fit.json").read_text())
+    from vidloom.models.dit import load_dit
+
+    for t in video["trials"]:
+        start = load_file(str(Path(largest[t["width"]], "model", "model.safetensors")))
+        end = load_file(str(Path(t["checkpoint"], "model", "model.safetensors")))
+        # an independent random init of the same architecture (not the image trial's own seed)
+        fresh = load_dit(load_dit(Path(largest[t["width"]], "model")).config, seed=12345).state_dict()
+        moved = sum(float((end[k] - start[k]).pow(2).sum()) for k in end) ** 0.5
+        from_fresh = sum(float((end[k] - fresh[k]).pow(2).sum()) for k in end) ** 0.5
+        assert moved < 0.5 * from_fresh, (t["width"], moved, from_fresh)
+    # widths the image sweep did not train are refused before anything runs
+    with pytest.raises(ConfigError, match="family.widths"):
+        bad, train = load_sweep_config(str(config), ["family.widths=[16, 32, 64]"])
+        plan_sweep(bad, train, str(latent_cache.path))
