@@ -313,9 +313,13 @@ def _ingest_config():
     DataContext (off), which would override the datasets' own setting; without it a batch that
     finishes loading early can overtake another, and a run stops being reproducible."""
     import ray.train
+    from ray.data import DataContext, ExecutionOptions
 
-    options = ray.train.DataConfig.default_ingest_options()
-    options.preserve_order = True
+    current = DataContext.get_current().execution_options
+    # The other defaults as Train's own; the deprecated exclude_resources is left unset (copying
+    # it, as Train's default_ingest_options does, prints a deprecation warning on every stage).
+    options = ExecutionOptions(resource_limits=current.resource_limits, preserve_order=True,
+                               verbose_progress=current.verbose_progress)
     return ray.train.DataConfig(datasets_to_split=[], execution_options=options)
 
 
