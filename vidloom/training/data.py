@@ -201,15 +201,15 @@ class PlanLoader:
 
 def rank_datasets(plan: StagePlan, world: int, accumulation: int, start: int, steps: int,
                   loader: type = None, loader_args: tuple = ()) -> dict[str, Any]:
-    """One ordered Ray Dataset per rank, named ``rank<r>``; `loader` (a callable class, default
-    `PlanLoader`) turns plan rows into batches."""
+    """One Ray Dataset per rank, named ``rank<r>``, in plan order; `loader` (a callable class,
+    default `PlanLoader`) turns plan rows into batches. Train reads them with `ingest_config()`,
+    which keeps that order."""
     import ray.data
 
     out = {}
     for rank in range(world):
         items = plan.rank_items(rank, world, accumulation, start, steps)
         ds = ray.data.from_items(items or [{"step": -1, "micro": 0, "dataset": "", "files": [], "rows": []}])
-        ds.context.execution_options.preserve_order = True
         ds.context.enable_progress_bars = False  # the driver shows one progress line per stage
         # Reading a batch is I/O: one loader actor per rank with num_cpus=0 never waits for the
         # CPUs the training workers hold (on a small cluster they hold them all), and a fixed
@@ -218,6 +218,22 @@ def rank_datasets(plan: StagePlan, world: int, accumulation: int, start: int, st
                                      compute=ray.data.ActorPoolStrategy(size=1))
                               if items else ds.filter(lambda r: False))
     return out
+
+
+def ingest_config():
+    """Ray Train's ingest of `rank_datasets`: no splitting (each rank has its own) and plan order
+    kept. The order must be set here: Train's ingest options replace a dataset's own, and its
+    defaults copy `preserve_order` from the driver's global DataContext (off), so a batch that
+    finishes loading early could overtake another and a run would stop being reproducible."""
+    import ray.train
+    from ray.data import DataContext, ExecutionOptions
+
+    current = DataContext.get_current().execution_options
+    # The other defaults as Train's own; the deprecated exclude_resources is left unset (copying
+    # it, as Train's default_ingest_options does, prints a deprecation warning on every stage).
+    options = ExecutionOptions(resource_limits=current.resource_limits, preserve_order=True,
+                               verbose_progress=current.verbose_progress)
+    return ray.train.DataConfig(datasets_to_split=[], execution_options=options)
 
 
 _PLAN_KEYS = ("step", "micro", "dataset")

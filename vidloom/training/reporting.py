@@ -102,11 +102,11 @@ def run_params(cfg: TrainConfig, stage: StageConfig) -> dict[str, Any]:
             for k, v in value.items():
                 walk(f"{prefix}.{k}" if prefix else str(k), v)
         else:
-            flat[prefix] = value if isinstance(value, (int, float, bool, str)) or value is None else json.dumps(value)
+            flat[prefix] = value if isinstance(value, (int, float, bool, str)) else json.dumps(value)
 
     walk("", cfg.model_dump(mode="json", exclude={"stages", "fault", "tracking"}))
     walk("stage", stage.model_dump(mode="json"))
-    return {k: ("null" if v is None else v) for k, v in flat.items()}
+    return flat
 
 
 def _peak_rss_mb() -> float:
@@ -124,6 +124,7 @@ class _Trackers:
         t = cfg.tracking
         self.tb = self.mlflow = self.wandb = None
         run_name = f"{cfg.name}-{stage.name}"
+        params = run_params(cfg, stage) if (t.mlflow_uri or t.wandb_project) else {}
         if t.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -135,7 +136,7 @@ class _Trackers:
                 # MLflow 3 keeps its file store in maintenance mode behind this opt-in; a file:
                 # URI in the config is that opt-in (sqlite:// or a server need the full mlflow).
                 os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-            self.mlflow = setup_mlflow(run_params(cfg, stage), tracking_uri=t.mlflow_uri, experiment_name=cfg.name,
+            self.mlflow = setup_mlflow(params, tracking_uri=t.mlflow_uri, experiment_name=cfg.name,
                                        run_name=run_name, create_experiment_if_not_exists=True,
                                        rank_zero_only=False)
         if t.wandb_project:
@@ -144,7 +145,7 @@ class _Trackers:
             # The mode travels in the environment, where Ray's setup reads it (offline: no key).
             os.environ["WANDB_MODE"] = t.wandb_mode
             os.environ.setdefault("WANDB_SILENT", "true")
-            self.wandb = setup_wandb(run_params(cfg, stage), project=t.wandb_project, trial_name=run_name,
+            self.wandb = setup_wandb(params, project=t.wandb_project, trial_name=run_name,
                                      group=cfg.name, dir=str(run_dir), rank_zero_only=False)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:

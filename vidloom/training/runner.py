@@ -29,7 +29,7 @@ from typing import Any
 
 from vidloom.platform.config import ConfigError, dump_config
 from vidloom.training.config import StageConfig, TrainConfig
-from vidloom.training.data import build_plan, latent_key, rank_datasets
+from vidloom.training.data import build_plan, ingest_config, latent_key, rank_datasets
 from vidloom.training.reporting import PROGRESS_FILE
 
 
@@ -289,7 +289,7 @@ def _run_stage(prep: Prepared, i: int, out: Path, fingerprint: str) -> StageResu
         # one dataset per data-parallel group: the ranks of a sequence-parallel group read the same
         datasets=rank_datasets(plan, w.num_workers // cfg.sequence_parallel, cfg.gradient_accumulation, start,
                                stage.steps, prep.loader, prep.loader_args),
-        dataset_config=_ingest_config(),
+        dataset_config=ingest_config(),
     )
     progress = _ProgressLine(f"{cfg.name}/{stage.name}", stage_dir)
     watcher = threading.Thread(target=progress.run, daemon=True)
@@ -305,22 +305,6 @@ def _run_stage(prep: Prepared, i: int, out: Path, fingerprint: str) -> StageResu
         raise RuntimeError(f"stage {stage.name!r} failed: {result.error}") from result.error
     return StageResult(stage.name, stage.kind, "resumed" if start else "trained", stage.steps, time.time() - t0,
                        dict(result.metrics or {}), dict(plan.skipped), str(stage_dir / "final"))
-
-
-def _ingest_config():
-    """Ray Train's ingest of the per-rank datasets: no splitting (each rank has its own) and plan
-    order kept. Train's default ingest options copy `preserve_order` from the driver's global
-    DataContext (off), which would override the datasets' own setting; without it a batch that
-    finishes loading early can overtake another, and a run stops being reproducible."""
-    import ray.train
-    from ray.data import DataContext, ExecutionOptions
-
-    current = DataContext.get_current().execution_options
-    # The other defaults as Train's own; the deprecated exclude_resources is left unset (copying
-    # it, as Train's default_ingest_options does, prints a deprecation warning on every stage).
-    options = ExecutionOptions(resource_limits=current.resource_limits, preserve_order=True,
-                               verbose_progress=current.verbose_progress)
-    return ray.train.DataConfig(datasets_to_split=[], execution_options=options)
 
 
 def run_training(cfg: TrainConfig, data: str, out: str | Path, export_format: str = "vidloom") -> TrainSummary:
