@@ -76,6 +76,12 @@ def _workers(cluster: LocalCluster, auth_mode: str) -> list[dict]:
     return out
 
 
+def _stop_if_running(client, job_id: str) -> None:
+    if str(client.get_job_status(job_id)) not in sub.TERMINAL:
+        client.stop_job(job_id)
+        sub.wait(client, job_id, timeout_s=120)
+
+
 def _clip_rows(out_dir) -> list[tuple]:
     import pyarrow.parquet as pq
 
@@ -94,10 +100,14 @@ def test_curation_job_scales_workers_out_and_back_in(ray_session, local_cluster,
 
     seen: set[str] = set()
     deadline = time.monotonic() + 420
-    while (status := str(client.get_job_status(job_id))) not in sub.TERMINAL:
-        seen |= {w["kind"] for w in _workers(local_cluster, auth)}
-        assert time.monotonic() < deadline, f"job still {status}; workers seen {seen}"
-        time.sleep(2)
+    try:
+        while (status := str(client.get_job_status(job_id))) not in sub.TERMINAL:
+            seen |= {w["kind"] for w in _workers(local_cluster, auth)}
+            assert time.monotonic() < deadline, f"job still {status}; workers seen {seen}\n" + \
+                client.get_job_logs(job_id)[-3000:]
+            time.sleep(2)
+    finally:
+        _stop_if_running(client, job_id)  # a job left running would starve this module's later jobs
     logs = client.get_job_logs(job_id)
     assert status == "SUCCEEDED", logs[-3000:]
     assert seen == {"cpu", "gpu"}, f"the autoscaler added {seen or 'no'} workers"
@@ -191,7 +201,12 @@ def test_training_job_runs_on_the_cluster_through_ray_job_submit(ray_session, lo
     for value in (stage, "eval.holdout=1", "eval.sample_prompts=0", "checkpoint.every=2"):
         args += ["--set", value]
     job_id = sub.submit(client, sub.build_request("train", "cluster", args))
-    status = sub.wait(client, job_id, timeout_s=600)
+    try:
+        status = sub.wait(client, job_id, timeout_s=600)
+    except JobsError as exc:
+        raise AssertionError(f"{exc}\n{client.get_job_logs(job_id)[-3000:]}") from exc
+    finally:
+        _stop_if_running(client, job_id)
     logs = client.get_job_logs(job_id)
     assert status == "SUCCEEDED", logs[-3000:]
     assert "[dit-tiny/joint] step 4/4" in logs  # the one progress line, not worker logs

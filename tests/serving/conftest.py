@@ -82,7 +82,9 @@ class Served:
         raise AssertionError(f"{video_id} did not finish in {timeout} s: {r.json() if r is not None else None}")
 
 
-@pytest.fixture(scope="session")
+# Package scope: the app's six replicas (each a process with torch loaded) are shut down when
+# tests/serving/ ends, not kept running beside the rest of the suite.
+@pytest.fixture(scope="package")
 def served(ray_session, tmp_path_factory):
     from ray import serve
 
