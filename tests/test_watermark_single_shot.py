@@ -61,3 +61,19 @@ def test_mark_on_one_shot_found_with_default_config(tmp_path, stages, pyscenedet
     real = [c for c in stages(pyscenedetect_dir / "testvideo.mp4") if c["status"] == "ok"]
     assert real and all(c["watermark_score"] > threshold for c in real), [c["watermark_score"] for c in real]
     assert all(box[1] > 720 / 2 for c in real for box in c["watermark_boxes"][:1])
+
+
+def test_held_out_evaluation_scores_every_clip_against_its_truth(tmp_path):
+    """The evaluation behind docs/watermark.md's precision/recall table, on two videos: one with
+    a random overlay on one shot, one clean."""
+    from vidloom.pipelines.curation.watermark.evaluation import _pr, evaluate, render_table
+
+    result = evaluate(videos=2, seed=100, work=tmp_path)
+    rows = result["rows"]
+    assert {r["video"] for r in rows} == {"heldout_00.mp4", "heldout_01.mp4"}
+    assert [r["shot"] for r in rows if r["marked"]] == [0]  # video 0 carries the mark on its first shot
+    assert all(r["both"] == max(r["persistence"], r["yolo"]) for r in rows)
+    assert set(result["backends"]["both"]["tiers"]) >= {"256p", "360p"}
+    assert "| persistence |" in render_table(result)
+    pr = _pr([(0.9, True, False), (0.7, False, False), (0.2, True, True), (0.1, False, False)], 0.6)
+    assert (pr["precision"], pr["recall"], pr["recall_moving"], pr["recall_static"]) == (0.5, 0.5, 1.0, 0.0)
