@@ -52,3 +52,24 @@ def test_model_checks_at_start(tmp_path):
         resolve_model(str(tmp_path / "mp_rank_00_model_states.pt"))
     with pytest.raises(ModelSpecError, match="no such file"):
         resolve_model(str(tmp_path / "missing"))
+
+
+def test_a_distilled_export_defaults_to_its_measured_few_step_setting(tmp_path):
+    """A guidance-distilled export's recorded sampling (20 steps at shift 17, what
+    benchmarks/generation.py measured best) is what a request without steps or shift gets; a
+    request for another step count gets the report's shift for that count, not the model's."""
+    from vidloom.models.dit.config import get_config
+    from vidloom.models.dit.loading import build_dit, save_dit
+    from vidloom.serving.model import resolve_model
+    from vidloom.serving.params import VideoCreateRequest, resolve_params
+    from vidloom.training.runner import DISTILLED_SHIFT, DISTILLED_STEPS
+
+    meta = {"text_encoder": {"spec": "tiny", "state_dim": 32, "pooled_dim": 24},
+            "sampling": {"guidance": "embedded", "num_inference_steps": DISTILLED_STEPS, "flow_shift": DISTILLED_SHIFT,
+                         "guidance_scale": 6.0}}
+    save_dit(build_dit(get_config("tiny", guidance_embed=True)), tmp_path / "final", meta=meta)
+    spec = resolve_model(str(tmp_path / "final"))
+    default = resolve_params(VideoCreateRequest(prompt="a boat", size="64x32", num_frames=5), spec)
+    assert (default.num_inference_steps, default.flow_shift) == (20, 17.0)
+    fifty = resolve_params(VideoCreateRequest(prompt="a boat", size="64x32", num_frames=5, num_inference_steps=50), spec)
+    assert (fifty.num_inference_steps, fifty.flow_shift) == (50, 7.0)

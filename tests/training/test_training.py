@@ -173,6 +173,8 @@ def test_distill_stage_student_approaches_the_teacher(latent_cache, tmp_path):
     assert student.config.guidance_embed  # one pass per step with the guidance embedding
     meta = json.loads((tmp_path / "distill" / "final" / "config.json").read_text())["_vidloom_meta"]
     assert meta["sampling"]["guidance"] == "embedded"
+    # the serve defaults benchmarks/generation.py measured for a distilled model
+    assert (meta["sampling"]["num_inference_steps"], meta["sampling"]["flow_shift"]) == (20, 17.0)
 
 
 def test_vae_tiny_reconstruction_improves(demo_tiers, tmp_path):

@@ -46,11 +46,15 @@ class SamplingDefaults:
 
     guidance: Literal["embedded", "cfg"] = "cfg"
     num_inference_steps: int = 50
-    flow_shift: float | None = None  # None: the report's shift for the step count
+    flow_shift: float | None = None  # the shift measured for num_inference_steps; None: the report's
     guidance_scale: float = 6.0
 
     def shift_for(self, steps: int) -> float:
-        return float(self.flow_shift) if self.flow_shift is not None else default_shift(steps)
+        """The model's own shift at its default step count; the report's shift for any other count
+        (17 up to 20 steps, 7 above), since a shift is chosen together with its step count."""
+        if self.flow_shift is not None and steps == self.num_inference_steps:
+            return float(self.flow_shift)
+        return default_shift(steps)
 
 
 @dataclass(frozen=True)
