@@ -108,3 +108,6 @@ def test_sequence_parallel_must_divide_the_heads(tmp_path):
     with pytest.raises(ConfigError, match=r"sequence_parallel: 3 does not divide the DiT's 2 attention heads; "
                                           r"allowed: \[1, 2\]"):
         build_app({"model": model, "sequence_parallel": 3, "storage": str(tmp_path / "store")})
+    # The fast-path switch takes training's values, checked before any replica starts.
+    with pytest.raises(ConfigError, match=r"fast_path: must be one of 'off', 'on' or 'compile' \(got 'fastest'\)"):
+        build_app({"model": model, "fast_path": "fastest", "storage": str(tmp_path / "store")})

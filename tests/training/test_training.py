@@ -198,6 +198,7 @@ def test_vae_tiny_reconstruction_improves(demo_tiers, tmp_path):
     ("stages.image.buckets.table=[{frames: 8, height: 64, width: 64, batch_size: 2}]", "stages[0].buckets.table[0].frames"),
     ("model.dit_overrides.text_dim=256", "model.dit_overrides"),
     ("model.vae=hunyuan", "model.vae"),
+    ("fast_path=fastest", "fast_path"),
 ])
 def test_bad_configs_fail_before_any_worker_naming_the_field(latent_cache, override, field):
     with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):

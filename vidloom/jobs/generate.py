@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rewriter", default=None, help="rewriter backend: keyword (default), openai, local")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    p.add_argument("--fast-path", choices=["off", "on", "compile"], default="off",
+                   help="the DiT's fused kernels (on), plus torch.compile of its blocks (compile: pays off over "
+                        "many steps at one shape)")
     return p
 
 
@@ -52,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = resolve_model(args.model, args.vae)
         params = resolve_params(parse_request({k: v for k, v in fields.items() if v is not None}), spec)
-        pipe = TextToVideoPipeline(spec, rewriter=args.rewriter, device=args.device, dtype=args.dtype)
+        pipe = TextToVideoPipeline(spec, rewriter=args.rewriter, device=args.device, dtype=args.dtype,
+                                   fast_path=args.fast_path)
     except ParamError as exc:
         flag = {"num_frames": "frames", "num_inference_steps": "steps"}.get(exc.param or "", exc.param)
         print(f"vidloom generate: --{str(flag).replace('_', '-')}: {exc.message}", file=sys.stderr)

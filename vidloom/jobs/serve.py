@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout-s", type=float, default=600.0, help="limit of one generation")
     p.add_argument("--sequence-parallel", type=int, default=1, metavar="P",
                    help="ranks per DiT replica (Ulysses; P divides the DiT's heads): docs/parallelism.md")
+    p.add_argument("--fast-path", choices=["off", "on", "compile"], default="off",
+                   help="the DiT's fused kernels (on), plus torch.compile of its blocks (compile); as in training")
     add_ray_options(p)
     return p
 
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     fields = {"model": args.model, "vae": args.vae, "api_key_env": args.api_key_env, "storage": args.storage,
               "rewriter": args.rewriter, "device": args.device, "dtype": args.dtype, "max_queue": args.max_queue,
-              "timeout_s": args.timeout_s, "sequence_parallel": args.sequence_parallel}
+              "timeout_s": args.timeout_s, "sequence_parallel": args.sequence_parallel, "fast_path": args.fast_path}
     # Local CPUs are shared by all five deployments: each replica asks for a fraction.
     if not (args.address or args.device != "cpu"):
         fields["num_cpus"] = 0.1

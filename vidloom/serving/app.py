@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from vidloom.models.fast_path import FastPathSetting
 from vidloom.platform.config import ConfigError, StrictModel, validate
 from vidloom.serving.jobs import JobSettings
 from vidloom.serving.model import ModelSpecError, resolve_model
@@ -43,6 +44,8 @@ class ServeAppConfig(StrictModel):
     num_cpus: float | None = Field(None, ge=0)  # every replica's CPUs (small local clusters, tests)
     # Ulysses ranks per DiT replica (docs/parallelism.md): must divide the DiT's attention heads.
     sequence_parallel: int = Field(1, ge=1, le=64)
+    # The DiT's fast path, as in training: off | on | compile (vidloom/models/fast_path.py).
+    fast_path: FastPathSetting = "off"
     replicas: dict[Literal["PromptRewriter", "TextEncoder", "DiT", "VAEDecoder", "VideoAPI"], int] = {}
 
 
@@ -102,7 +105,8 @@ def build_app(args: dict[str, Any] | None = None):
     text = TextEncoder.options(**options("TextEncoder")).bind(spec, torch_threads=cfg.torch_threads)
     dit = DiT.options(**options("DiT")).bind(spec, max_batch_size=cfg.max_batch_size,
                                              batch_wait_timeout_s=cfg.batch_wait_timeout_s,
-                                             sequence_parallel=cfg.sequence_parallel, **models)
+                                             sequence_parallel=cfg.sequence_parallel, fast_path=cfg.fast_path,
+                                             **models)
     vae = VAEDecoder.options(**options("VAEDecoder")).bind(spec, **models)
     jobs = JobSettings(storage=cfg.storage, expire_after_s=cfg.expire_after_s, max_queue=cfg.max_queue,
                        timeout_s=cfg.timeout_s)

@@ -89,15 +89,15 @@ class DiT:
 
     def __init__(self, spec: ModelSpec, device: str = "cpu", dtype: str | None = None,
                  max_batch_size: int = 8, batch_wait_timeout_s: float = 0.1, torch_threads: int | None = None,
-                 sequence_parallel: int = 1):
+                 sequence_parallel: int = 1, fast_path: str = "off"):
         _threads(torch_threads)
         self.spec = spec
         if sequence_parallel > 1:  # this replica is rank 0 of P (vidloom.serving.parallel)
             from vidloom.serving.parallel import SequenceParallelDenoiser
 
-            self.stage = SequenceParallelDenoiser(spec, sequence_parallel, device, dtype, torch_threads)
+            self.stage = SequenceParallelDenoiser(spec, sequence_parallel, device, dtype, torch_threads, fast_path)
         else:
-            self.stage = DenoiseStage(spec, device, dtype)
+            self.stage = DenoiseStage(spec, device, dtype, fast_path)
         self.denoise.set_max_batch_size(max_batch_size)
         self.denoise.set_batch_wait_timeout_s(batch_wait_timeout_s)
         self.waiting = 0

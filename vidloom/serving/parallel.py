@@ -37,7 +37,7 @@ class _Rank:
     """One rank of the group: the DiT with its video tokens split over the group's ranks."""
 
     def __init__(self, spec: ModelSpec, rank: int, size: int, address: str, device: str = "cpu",
-                 dtype: str | None = None, torch_threads: int | None = None):
+                 dtype: str | None = None, torch_threads: int | None = None, fast_path: str = "off"):
         import torch.distributed as dist
 
         from vidloom.models.dit.parallel import enable_sequence_parallel
@@ -45,7 +45,7 @@ class _Rank:
         if torch_threads:
             torch.set_num_threads(torch_threads)
         # Load before joining, so a model that does not load fails with its own error.
-        self.stage = DenoiseStage(spec, device, dtype)
+        self.stage = DenoiseStage(spec, device, dtype, fast_path)
         self.rank = rank
         dist.init_process_group("nccl" if self.stage.device.type == "cuda" else "gloo",
                                 init_method=f"tcp://{address}", rank=rank, world_size=size)
@@ -87,7 +87,7 @@ class SequenceParallelDenoiser:
     bundle's resources; elsewhere (a plain Ray task) the helpers take no reserved resources."""
 
     def __init__(self, spec: ModelSpec, size: int, device: str = "cpu", dtype: str | None = None,
-                 torch_threads: int | None = None):
+                 torch_threads: int | None = None, fast_path: str = "off"):
         import ray
         from ray.util import get_current_placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -104,9 +104,10 @@ class SequenceParallelDenoiser:
                 bundle = pg.bundle_specs[rank]
                 opts = {"num_cpus": bundle.get("CPU", 0), "num_gpus": bundle.get("GPU", 0),
                         "scheduling_strategy": PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=rank)}
-            self.helpers.append(worker.options(**opts).remote(spec, rank, size, address, device, dtype, torch_threads))
+            self.helpers.append(worker.options(**opts).remote(spec, rank, size, address, device, dtype, torch_threads,
+                                                                     fast_path))
         # Rank 0's join waits for the helpers (they start concurrently); their errors surface below.
-        self.local = _Rank(spec, 0, size, address, device, dtype, torch_threads)
+        self.local = _Rank(spec, 0, size, address, device, dtype, torch_threads, fast_path)
         ray.get([h.ping.remote() for h in self.helpers])
         self.size = size
         self.broken: str | None = None

@@ -99,7 +99,7 @@ class DenoiseItem:
 class DenoiseStage:
     """The DiT and the flow-matching Euler sampler."""
 
-    def __init__(self, spec: ModelSpec, device: str = "cpu", dtype: str | None = None):
+    def __init__(self, spec: ModelSpec, device: str = "cpu", dtype: str | None = None, fast_path: str = "off"):
         from vidloom.models import load_dit
 
         try:
@@ -109,6 +109,7 @@ class DenoiseStage:
         self.device = torch.device(device)
         self.dtype = _dtype(dtype)
         self.model.to(device=self.device, dtype=self.dtype)
+        self.model.use_fast_path(fast_path)  # "off" | "on" | "compile" (vidloom/models/fast_path.py)
 
     @staticmethod
     def item(spec: ModelSpec, params: GenerationParams, cond: TextEmbeddings, negative: TextEmbeddings | None,
@@ -196,11 +197,12 @@ class GenerationResult:
 class TextToVideoPipeline:
     """All four stages in one process (`vidloom generate`, the benchmark's in-process baseline)."""
 
-    def __init__(self, spec: ModelSpec, rewriter: Any = None, device: str = "cpu", dtype: str | None = None):
+    def __init__(self, spec: ModelSpec, rewriter: Any = None, device: str = "cpu", dtype: str | None = None,
+                 fast_path: str = "off"):
         self.spec = spec
         self.rewrite = RewriteStage(rewriter)
         self.text = TextStage(spec)
-        self.denoise = DenoiseStage(spec, device, dtype)
+        self.denoise = DenoiseStage(spec, device, dtype, fast_path)
         self.decode = DecodeStage(spec, device, dtype)
 
     def __call__(self, params: GenerationParams, on_step: StepCallback | None = None) -> GenerationResult:

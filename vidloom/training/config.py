@@ -17,6 +17,7 @@ from typing import Any, Iterable, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from vidloom.models.fast_path import FastPathSetting
 from vidloom.platform.config import ConfigError, StrictModel, load_config, read_yaml
 
 CONFIG_DIR = Path(__file__).with_name("configs")
@@ -214,7 +215,9 @@ class TrainConfig(StrictModel):
     ema_decay: float | None = Field(0.999, ge=0.0, lt=1.0, description="null = no EMA")
     deepspeed: DeepSpeedSettings = DeepSpeedSettings()
     sequence_parallel: int = Field(1, ge=1, le=1024, description="ranks sharing one sample's tokens (Ulysses)")
-    fast_path: bool = Field(False, description="the DiT's fused kernels and unmasked attention (same results)")
+    fast_path: FastPathSetting = Field(
+        "off", description="off: reference path; on: the DiT's fused kernels and unmasked attention (same "
+        "results); compile: those plus torch.compile of every block (a warm-up per new shape)")
     workers: WorkerSettings = WorkerSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
     eval: EvalSettings = EvalSettings()

@@ -76,7 +76,7 @@ def train_dit_stage(config: dict[str, Any]) -> None:
     model = build_student(cfg, stage, config["init"])
     if cfg.activation_checkpointing:
         model.set_gradient_checkpointing(True)
-    model.set_fast_path(cfg.fast_path)
+    model.use_fast_path(cfg.fast_path)
     data_rank = rank
     if cfg.sequence_parallel > 1:  # Ulysses: an SP group shares one batch, sharded over its tokens
         from vidloom.models.dit.parallel import enable_sequence_parallel, parallel_groups

@@ -22,6 +22,7 @@ from vidloom.models.dit.final_layer import FinalLayer, unpatchify
 from vidloom.models.dit.rope import rope_3d
 from vidloom.models.dit.single_block import SingleStreamBlock
 from vidloom.models.dit.token_refiner import SingleTokenRefiner
+from vidloom.models.fast_path import FAST_PATH_MODES, FastPathMode
 
 def drop_padding_columns(text: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Remove text positions that are padding in every sample of the batch; mask None if the rest
@@ -124,6 +125,12 @@ class HunyuanVideoDiT(nn.Module):
                 module.fast = enabled
         blocks = [*self.double_blocks, *self.single_blocks]
         self._compiled = {id(b): torch.compile(b) for b in blocks} if enabled and compile else {}
+
+    def use_fast_path(self, mode: FastPathMode) -> None:
+        """`set_fast_path` from a config's `fast_path` value: "off", "on" or "compile"."""
+        if mode not in FAST_PATH_MODES:
+            raise ValueError(f"fast_path: {mode!r} is not one of {', '.join(FAST_PATH_MODES)}")
+        self.set_fast_path(mode != "off", compile=mode == "compile")
 
     def set_gradient_checkpointing(
         self, enabled: bool = True, double: Iterable[int] | None = None, single: Iterable[int] | None = None
