@@ -10,12 +10,12 @@ without torch so configs validate before any worker starts.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BeforeValidator
 
 FastPathMode = Literal["off", "on", "compile"]
-FAST_PATH_MODES: tuple[str, ...] = ("off", "on", "compile")
+FAST_PATH_MODES: tuple[str, ...] = get_args(FastPathMode)
 
 
 def fast_path_mode(value: object) -> object:

@@ -114,7 +114,7 @@ def evaluate(videos: int = 16, seed: int = 100, work: Path | None = None) -> dic
         stages[backend].setup()
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         truth = render_held_out(Path(tmp), videos, seed)
-        clips = []  # (video, shot, marked, static, {backend: score})
+        clips = []  # one dict per ok clip: video, shot, marked, static, motion and each backend's score
         for t in truth:
             row = analysis.process_row(new_video_row(t["path"]))
             scores = {b: {c["clip_id"]: c for c in loads(st.process_row(row)["clips_json"])}
@@ -154,7 +154,7 @@ def render_table(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--videos", type=int, default=16)
-    p.add_argument("--seed", type=int, default=100, help="of the held-out stream (the tests use seed 1)")
+    p.add_argument("--seed", type=int, default=100, help="of the held-out stream (docs/watermark.md's table: 100)")
     p.add_argument("--work", type=Path, help="folder for the rendered videos (default: the system's temp)")
     p.add_argument("--json", type=Path, help="also write every clip's scores here")
     args = p.parse_args(argv)
