@@ -27,7 +27,7 @@ class CaptioningStage(ClipScoringStage):
     config_sections = {"caption": CaptionConfig}
     columns = {"caption": pa.string(), "caption_backend": pa.string()}
     requires = ("video_analysis",)
-    default_resources = StageResources(num_cpus=0.1, max_workers=2)  # ~0.3 GB resident
+    default_resources = StageResources(num_cpus=0.1, max_workers=1)  # ~0.3 GB resident
 
     @classmethod
     def weights(cls, config: Any) -> list[tuple[str | None, str]]:

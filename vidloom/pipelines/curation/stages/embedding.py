@@ -25,7 +25,7 @@ class EmbeddingStage(ClipScoringStage):
     config_sections = {"embedding": EmbeddingConfig}
     columns = {"embedding_backend": pa.string()}
     requires = ("video_analysis",)
-    default_resources = StageResources(num_cpus=0.05, max_workers=2)  # ~0.15 GB resident
+    default_resources = StageResources(num_cpus=0.05, max_workers=1)  # ~0.15 GB resident
 
     @classmethod
     def weights(cls, config: Any) -> list[tuple[str | None, str]]:

@@ -37,7 +37,7 @@ class QualityStage(ClipScoringStage):
         "quality_backend": pa.string(),
     }
     requires = ("video_analysis",)
-    default_resources = StageResources(num_cpus=0.05, max_workers=2)  # ~0.4 GB resident
+    default_resources = StageResources(num_cpus=0.05, max_workers=1)  # ~0.4 GB resident
 
     @classmethod
     def dependencies(cls, config: Any) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ class TextDetectionStage(ClipScoringStage):
     requires = ("video_analysis",)
     # A scheduling weight, not a whole CPU: a whole CPU starved the second analysis actor on
     # 2 cores and halved throughput (measured); ~0.6 GB resident per actor.
-    default_resources = StageResources(num_cpus=0.15, max_workers=4)
+    default_resources = StageResources(num_cpus=0.15, max_workers=1)
 
     @classmethod
     def weights(cls, config: Any) -> list[tuple[str | None, str]]:

@@ -49,7 +49,7 @@ class WatermarkStage(ClipScoringStage):
         "watermark_backend": pa.string(),
     }
     requires = ("video_analysis",)
-    default_resources = StageResources(num_cpus=0.05, max_workers=2)  # ~0.2 GB resident
+    default_resources = StageResources(num_cpus=0.05, max_workers=1)  # ~0.2 GB resident
 
     @classmethod
     def weights(cls, config: Any) -> list[tuple[str | None, str]]:
