@@ -76,12 +76,6 @@ def _workers(cluster: LocalCluster, auth_mode: str) -> list[dict]:
     return out
 
 
-def _stop_if_running(client, job_id: str) -> None:
-    if str(client.get_job_status(job_id)) not in sub.TERMINAL:
-        client.stop_job(job_id)
-        sub.wait(client, job_id, timeout_s=120)
-
-
 def _clip_rows(out_dir) -> list[tuple]:
     import pyarrow.parquet as pq
 
@@ -107,7 +101,7 @@ def test_curation_job_scales_workers_out_and_back_in(ray_session, local_cluster,
                 client.get_job_logs(job_id)[-3000:]
             time.sleep(2)
     finally:
-        _stop_if_running(client, job_id)  # a job left running would starve this module's later jobs
+        sub.stop_and_wait(client, job_id)  # a job left running would starve this module's later jobs
     logs = client.get_job_logs(job_id)
     assert status == "SUCCEEDED", logs[-3000:]
     assert seen == {"cpu", "gpu"}, f"the autoscaler added {seen or 'no'} workers"
@@ -206,7 +200,7 @@ def test_training_job_runs_on_the_cluster_through_ray_job_submit(ray_session, lo
     except JobsError as exc:
         raise AssertionError(f"{exc}\n{client.get_job_logs(job_id)[-3000:]}") from exc
     finally:
-        _stop_if_running(client, job_id)
+        sub.stop_and_wait(client, job_id)
     logs = client.get_job_logs(job_id)
     assert status == "SUCCEEDED", logs[-3000:]
     assert "[dit-tiny/joint] step 4/4" in logs  # the one progress line, not worker logs

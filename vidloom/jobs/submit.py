@@ -134,9 +134,7 @@ def submit(client, request: JobRequest, replace: bool = False, timeout_s: float 
         if not replace:
             raise JobsError(f"run {request.metadata.get('vidloom_run')!r} already has job {request.submission_id} "
                             f"({existing.status}); pick another run name or pass --replace")
-        if str(existing.status) not in TERMINAL:
-            call(client, "stop_job", request.submission_id)
-            wait(client, request.submission_id, timeout_s)
+        stop_and_wait(client, request.submission_id, timeout_s)
         call(client, "delete_job", request.submission_id)
     deadline = time.monotonic() + timeout_s
     while True:
@@ -152,6 +150,13 @@ def submit(client, request: JobRequest, replace: bool = False, timeout_s: float 
                                 "dashboard_agent.log in the head's Ray session logs") from None
             print("waiting for the head node's job agent ...", file=sys.stderr)
             time.sleep(2.0)
+
+
+def stop_and_wait(client, job_id: str, timeout_s: float = 120.0) -> str:
+    """Stop the job if it is still running and wait until it has ended; returns its status."""
+    if str(call(client, "get_job_status", job_id)) not in TERMINAL:
+        call(client, "stop_job", job_id)
+    return wait(client, job_id, timeout_s)
 
 
 def wait(client, job_id: str, timeout_s: float = 3600.0, poll_s: float = 1.0) -> str:

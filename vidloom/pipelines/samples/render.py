@@ -158,14 +158,16 @@ def shot_box(shot: C.ShotSpec, width: int, height: int) -> tuple[int, int, int, 
 
 
 def render_shot(shot: C.ShotSpec, width: int, height: int, fps: float,
-                rng: np.random.Generator, noise: NoiseBank | None = None) -> Iterator[np.ndarray]:
+                rng: np.random.Generator, noise: NoiseBank | None = None,
+                photo: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Yield the shot's frames (HxWx3 uint8 RGB) with its planted defects.
 
     `noise` may be shared across the shots of a video (drawing fields is the costly part).
+    `photo` (RGB) replaces the corpus photo `shot.image` names, for material outside the corpus.
     """
     box = shot_box(shot, width, height)
     cw, ch = (box[2] - box[0], box[3] - box[1]) if box else (width, height)
-    src = C.load_photo(shot.image)
+    src = C.load_photo(shot.image) if photo is None else photo
     mats = camera_path(shot.motion, shot.frames, cw, ch, src.shape[1], src.shape[0], rng)
     frozen = "frozen" in shot.defects
     blur = "blur" in shot.defects

@@ -1,6 +1,6 @@
 """Precision and recall of the watermark scores on a held-out set of multi-shot videos.
 
-    python -m vidloom.pipelines.curation.watermark.evaluation [--videos 16] [--seed 100] [--json OUT]
+    python -m vidloom.pipelines.curation.watermark.evaluation [--videos 48] [--seed 100] [--json OUT]
 
 What the thresholds in `export/default_tiers.yaml` are checked on, and what no threshold or
 detector was fitted to:
@@ -28,26 +28,17 @@ import json
 import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from vidloom.pipelines.curation.signals.clarity_calibration import held_out_images, read_rgb
+from vidloom.pipelines.curation.signals.clarity_calibration import auc, held_out_images, read_rgb
 from vidloom.pipelines.curation.watermark.synthetic import place_overlay, random_overlay
 from vidloom.pipelines.samples import corpus as C
-from vidloom.pipelines.samples.render import NoiseBank, camera_path, encode_video
+from vidloom.pipelines.samples.render import encode_video, render_shot
 
 TIERS = Path(__file__).resolve().parents[2] / "export" / "default_tiers.yaml"
 MOTIONS = (C.STATIC, C.PAN_LEFT, C.PAN_RIGHT, C.TILT_UP, C.TILT_DOWN, C.ZOOM_IN, C.ZOOM_OUT, C.HANDHELD)
 CORNERS = ("tl", "tr", "bl", "br")
 WIDTH, HEIGHT, FPS, SHOT_FRAMES = 640, 360, 25, 60
-
-
-def _shot_frames(photo: np.ndarray, motion: str, rng: np.random.Generator):
-    mats = camera_path(motion, SHOT_FRAMES, WIDTH, HEIGHT, photo.shape[1], photo.shape[0], rng)
-    noise = NoiseBank(WIDTH, HEIGHT, rng) if motion == C.STATIC else None  # sensor noise, as the corpus
-    for m in mats:
-        frame = cv2.warpAffine(photo, m, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        yield noise.add(frame, rng) if noise is not None else frame
 
 
 def render_held_out(out: Path, videos: int, seed: int) -> list[dict]:
@@ -64,7 +55,8 @@ def render_held_out(out: Path, videos: int, seed: int) -> list[dict]:
         corner, place_seed = CORNERS[int(rng.integers(4))], int(rng.integers(1 << 31))
         frames = []
         for s in range(3):
-            for frame in _shot_frames(photos[picks[s]], motions[s], rng):
+            shot = C.ShotSpec(f"held-out {picks[s]}", motions[s], SHOT_FRAMES)
+            for frame in render_shot(shot, WIDTH, HEIGHT, FPS, rng, photo=photos[picks[s]]):
                 if s == marked:  # same margin on every frame: the mark does not move
                     place_overlay(frame, overlay, corner, np.random.default_rng(place_seed))
                 frames.append(frame)
@@ -77,25 +69,26 @@ def render_held_out(out: Path, videos: int, seed: int) -> list[dict]:
 def _auc(pos: list[float], neg: list[float]) -> float:
     if not pos or not neg:
         return float("nan")
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
+    return auc(np.array([1] * len(pos) + [0] * len(neg)), np.array(pos + neg))
+
+
+def _recall(marked: list[float], threshold: float) -> float:
+    return sum(s > threshold for s in marked) / len(marked) if marked else float("nan")
 
 
 def _pr(scores: list[tuple[float, bool, bool]], threshold: float) -> dict:
-    """Precision/recall of `score > threshold` (the tier keeps score <= max: above = flagged)."""
+    """Precision/recall of `score > threshold` (the tier keeps score <= max: above = flagged);
+    `scores` holds (score, marked, static shot) per clip."""
     tp = sum(s > threshold and m for s, m, _ in scores)
     fp = sum(s > threshold and not m for s, m, _ in scores)
-    pos = sum(m for _, m, _ in scores)
-    static = [(s, m) for s, m, st in scores if st and m]
     return {"threshold": threshold, "precision": tp / (tp + fp) if tp + fp else float("nan"),
-            "recall": tp / pos if pos else float("nan"),
-            "recall_moving": (sum(s > threshold for s, m, st in scores if m and not st)
-                              / max(1, sum(m and not st for _, m, st in scores))),
-            "recall_static": sum(s > threshold for s, _ in static) / len(static) if static else float("nan"),
+            "recall": _recall([s for s, m, _ in scores if m], threshold),
+            "recall_moving": _recall([s for s, m, st in scores if m and not st], threshold),
+            "recall_static": _recall([s for s, m, st in scores if m and st], threshold),
             "false_positives": fp}
 
 
-def evaluate(videos: int = 16, seed: int = 100, work: Path | None = None) -> dict:
+def evaluate(videos: int = 48, seed: int = 100, work: Path | None = None) -> dict:
     import yaml
 
     from vidloom.pipelines.curation.config import load_curation_config
@@ -153,7 +146,7 @@ def render_table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--videos", type=int, default=16)
+    p.add_argument("--videos", type=int, default=48)
     p.add_argument("--seed", type=int, default=100, help="of the held-out stream (docs/watermark.md's table: 100)")
     p.add_argument("--work", type=Path, help="folder for the rendered videos (default: the system's temp)")
     p.add_argument("--json", type=Path, help="also write every clip's scores here")
