@@ -87,8 +87,12 @@ def _clip_rows(out_dir) -> list[tuple]:
 def test_curation_job_scales_workers_out_and_back_in(ray_session, local_cluster, auth, tmp_path):
     assert _workers(local_cluster, auth) == [], "the cluster must start without workers"
     client = connect(local_cluster.dashboard_url, auth)
+    # What `vidloom submit` sends to a local cluster: the checkout in place, not an upload that each
+    # node joining mid-job would unpack again over the folder other nodes' workers run in.
+    working_dir = sub.default_working_dir(local_cluster.dashboard_url)
+    assert working_dir == f"local://{sub.REPO}"
     request = sub.build_request("curate", "autoscale", [*INPUTS, "--out", str(tmp_path / "cluster")]
-                                + [a for o in OVERRIDES for a in ("--set", o)])
+                                + [a for o in OVERRIDES for a in ("--set", o)], working_dir=working_dir)
     job_id = sub.submit(client, request)
     assert job_id == "vidloom-curate-autoscale"
 
@@ -146,6 +150,8 @@ def test_submit_status_and_stop_commands(local_cluster, auth, capsys, tmp_path):
     assert sub.main(["status", "stopme", *address]) == 0
     out = capsys.readouterr().out
     assert "vidloom-curate-stopme: STOPPED" in out and "python -m vidloom.jobs.curate" in out
+    info = connect(local_cluster.dashboard_url, auth).get_job_info("vidloom-curate-stopme")
+    assert info.runtime_env["working_dir"] == f"local://{sub.REPO}"  # the local cluster's default
     assert sub.main(["curate", "stopme", *address, "--", *INPUTS, "--out", str(tmp_path / "run")]) == 1
     assert "pick another run name or pass --replace" in capsys.readouterr().err
 
@@ -194,7 +200,8 @@ def test_training_job_runs_on_the_cluster_through_ray_job_submit(ray_session, lo
     args = ["dit", "--config", "dit-tiny", "--data", str(latents), "--out", str(tmp_path / "run")]
     for value in (stage, "eval.holdout=1", "eval.sample_prompts=0", "checkpoint.every=2"):
         args += ["--set", value]
-    job_id = sub.submit(client, sub.build_request("train", "cluster", args))
+    job_id = sub.submit(client, sub.build_request("train", "cluster", args,
+                                                  working_dir=sub.default_working_dir(local_cluster.dashboard_url)))
     try:
         status = sub.wait(client, job_id, timeout_s=600)
     except JobsError as exc:

@@ -52,6 +52,21 @@ def test_ray_cli_equivalent_is_the_same_request(capsys):
     assert words[words.index("--") + 1:] == ["python", "-m", "vidloom.jobs.curate", "/data/v", "--out", "/runs/first"]
 
 
+def test_working_dir_is_uploaded_unless_the_address_is_a_running_local_cluster(tmp_path, monkeypatch):
+    from vidloom.jobs import cluster as cl
+
+    monkeypatch.setattr(cl, "REGISTRY", tmp_path)
+    assert sub.default_working_dir("http://10.0.0.5:8265") == str(REPO)
+    assert sub.default_working_dir("http://127.0.0.1:48265") == str(REPO)  # no local cluster there
+    # A cluster killed without `down` leaves its file; it names no running process, so it is ignored.
+    (tmp_path / "48265.json").write_text(json.dumps({"base": 48264, "temp_dir": str(tmp_path / "gone")}))
+    assert cl.local_cluster_at("http://127.0.0.1:48265") is None
+    assert sub.default_working_dir("http://127.0.0.1:48265") == str(REPO)
+    req = sub.build_request("curate", "x", [], working_dir=f"local://{REPO}")
+    assert req.runtime_env["working_dir"] == f"local://{REPO}" and "excludes" not in req.runtime_env
+    # The running case (a registered cluster -> local://) is checked on a real one in test_autoscaling.py.
+
+
 @pytest.mark.parametrize("run", ["", "../x", "a b", "-x", "a/b"])
 def test_bad_run_names_are_refused(run):
     with pytest.raises(JobsError, match="run name"):

@@ -17,15 +17,20 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL_CONFIG = REPO / "cluster" / "local" / "autoscaling.yaml"
 CLOUD_CONFIGS = {"aws": REPO / "cluster" / "aws.yaml", "gcp": REPO / "cluster" / "gcp.yaml"}
+# One file per running local cluster, named by its dashboard port, so `vidloom submit` can tell
+# that an address is a local cluster (whose nodes all share this machine's disk).
+REGISTRY = Path(tempfile.gettempdir()) / "vidloom-local-clusters"
 
 
 @dataclass
@@ -117,6 +122,8 @@ def up_local(cluster: LocalCluster, idle_timeout_minutes: float | None = None, c
     config_path = state / "autoscaling.yaml"
     config_path.write_text(yaml.safe_dump(render_local_config(cluster, idle_timeout_minutes, cpu_workers, gpu_workers)))
     (state / "cluster.json").write_text(json.dumps(asdict(cluster)))
+    REGISTRY.mkdir(parents=True, exist_ok=True)
+    (REGISTRY / f"{cluster.dashboard_port}.json").write_text(json.dumps(asdict(cluster)))
     env = {**os.environ, "RAY_FAKE_CLUSTER": "1"}
     # Jobs must not inherit an address pointing elsewhere.
     env.pop("RAY_ADDRESS", None)
@@ -173,10 +180,25 @@ def cluster_pids(cluster: LocalCluster) -> list[int]:
     return pids
 
 
+def local_cluster_at(address: str) -> LocalCluster | None:
+    """The running local cluster whose Jobs API is `address` (http://127.0.0.1:PORT), else None."""
+    url = urlparse(address if "://" in address else f"http://{address}")
+    if url.hostname not in ("127.0.0.1", "localhost") or url.port is None:
+        return None
+    entry = REGISTRY / f"{url.port}.json"
+    try:
+        cluster = LocalCluster(**json.loads(entry.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    # A file left by a cluster that was killed without `down` names no running processes.
+    return cluster if cluster.dashboard_port == url.port and cluster_pids(cluster) else None
+
+
 def down_local(cluster: LocalCluster, grace_s: float = 10.0) -> int:
     """Stop every process of this local cluster (SIGTERM, then SIGKILL); returns how many."""
     import psutil
 
+    (REGISTRY / f"{cluster.dashboard_port}.json").unlink(missing_ok=True)
     procs = []
     for pid in cluster_pids(cluster):
         try:

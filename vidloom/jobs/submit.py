@@ -3,8 +3,9 @@
 
 A thin layer over `JobSubmissionClient`: the entrypoint is `python -m vidloom.jobs.<kind> JOB ARGS`,
 the working dir is this checkout (or none when the image already holds vidloom), and the
-submission id is `vidloom-<kind>-<RUN>`, so a run name names one job on the cluster. The same
-request with plain Ray:
+submission id is `vidloom-<kind>-<RUN>`, so a run name names one job on the cluster. On a local
+cluster (`vidloom cluster up --local`) the checkout is used in place (`local://PATH`) instead of
+uploaded: its nodes share this disk. The same request with plain Ray:
 
     RAY_AUTH_MODE=token ray job submit --address http://HEAD:8265 --submission-id vidloom-curate-RUN \\
         --working-dir . -- python -m vidloom.jobs.curate JOB ARGS...
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shlex
 import sys
@@ -23,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vidloom.jobs.cluster import local_cluster_at
 from vidloom.platform.jobs_client import JobsError, call, connect
 
 REPO = Path(__file__).resolve().parents[2]
-# kind -> job module run by the entrypoint. precompute and train are written by the training
-# issue; until then their jobs fail on the cluster with "No module named ...".
+# kind -> job module run by the entrypoint.
 KINDS = {"curate": "vidloom.jobs.curate", "precompute": "vidloom.jobs.precompute", "train": "vidloom.jobs.train"}
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
 # Files never uploaded with the working dir (Ray also honours .gitignore).
@@ -81,6 +83,16 @@ def submission_id(kind: str, run: str) -> str:
     return f"vidloom-{kind}-{run}"
 
 
+def default_working_dir(address: str | None) -> str:
+    """The job's working dir for a cluster at `address`: this checkout, uploaded, except on a
+    running local cluster, where it is `local://` this checkout, used in place. The local
+    cluster's worker nodes are processes of this machine sharing one Ray session folder: with an
+    uploaded package, each node that joins mid-job unpacks it again over the folder that other
+    nodes' workers run in (their cwd vanishes). In place, nothing is unpacked or uploaded."""
+    address = address or os.environ.get("RAY_ADDRESS") or "http://127.0.0.1:8265"
+    return f"local://{REPO}" if local_cluster_at(address) else str(REPO)
+
+
 def build_request(kind: str, run: str, job_args: list[str], *, working_dir: str | None = str(REPO),
                   pip: list[str] | None = None, image: str | None = None, env: dict[str, str] | None = None,
                   num_cpus: float | None = None, num_gpus: float | None = None,
@@ -88,14 +100,16 @@ def build_request(kind: str, run: str, job_args: list[str], *, working_dir: str 
     """The job request for `vidloom.jobs.<kind>` with `job_args`.
 
     `working_dir` (default: this checkout) is uploaded and is the job's cwd, so
-    `python -m vidloom.jobs.<kind>` imports this code; None when `image` (a container image,
+    `python -m vidloom.jobs.<kind>` imports this code (`local://PATH`: a folder every node
+    already has, used in place); None when `image` (a container image,
     Ray's `image_uri`) already has vidloom installed. `pip` adds packages to the job's
     environment. The num_* / memory values reserve resources for the driver process only.
     """
     runtime_env: dict[str, Any] = {}
     if working_dir:
         runtime_env["working_dir"] = working_dir
-        runtime_env["excludes"] = list(EXCLUDES)
+        if not working_dir.startswith("local://"):  # nothing is packaged in place
+            runtime_env["excludes"] = list(EXCLUDES)
     if image:
         runtime_env["image_uri"] = image
     if pip:
@@ -230,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(kind, help=f"submit `python -m {KINDS[kind]} ARGS` as job vidloom-{kind}-RUN")
         s.add_argument("run", help="run name; the job's submission id is vidloom-%s-RUN" % kind)
         common(s)
-        s.add_argument("--working-dir", default=str(REPO), help="uploaded as the job's cwd (default: this checkout); "
+        s.add_argument("--working-dir", help="uploaded as the job's cwd (default: this checkout; on a local cluster "
+                       "local://CHECKOUT, used in place); local://PATH: a folder every node has; "
                        "'none' when --image already contains vidloom")
         s.add_argument("--image", help="container image of the job (Ray's runtime_env image_uri)")
         s.add_argument("--pip", action="append", default=[], help="extra pip requirement of the job (repeatable)")
@@ -261,9 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     try:
         if args.command in KINDS:
+            working_dir = args.working_dir or default_working_dir(args.address)
+            if working_dir.lower() == "none":
+                working_dir = None
+            elif not working_dir.startswith("local://"):
+                working_dir = str(Path(working_dir).resolve())
             request = build_request(
-                args.command, args.run, job_args,
-                working_dir=None if args.working_dir.lower() == "none" else str(Path(args.working_dir).resolve()),
+                args.command, args.run, job_args, working_dir=working_dir,
                 pip=args.pip, image=args.image, env=_key_values(args.env),
                 num_cpus=args.num_cpus, num_gpus=args.num_gpus, memory_gb=args.memory_gb)
             if args.dry_run:

@@ -130,11 +130,15 @@ def train_vae_stage(config: dict[str, Any]) -> None:
             losses = criterion(video, recon, posterior, step)
             grad_norm = eng.backward_and_step(engine, losses["loss"])
             disc.requires_grad_(True)
+            gan = {}
             if criterion._adversarial_on(step):
                 d_opt.zero_grad(set_to_none=True)
-                criterion.discriminator_loss(video, recon.detach(), step)["loss"].backward()
+                d_loss = criterion.discriminator_loss(video, recon.detach(), step)["loss"]
+                d_loss.backward()
                 _average_gradients(disc)
                 d_opt.step()
+                # once on, both sides of the GAN are in the step's metrics
+                gan = {"adversarial": float(losses["adversarial"]), "discriminator": float(d_loss)}
         if ema is not None:
             ema.update(engine)
         done = step + 1
@@ -142,7 +146,7 @@ def train_vae_stage(config: dict[str, Any]) -> None:
         reporter.step(done, float(losses["loss"]), engine, pixels, time.perf_counter() - t0, 0.0, grad_norm)
         metrics = evaluate(done) if done % cfg.eval.every == 0 or done == stage.steps else {}
         reporter.evaluation(done, metrics)
-        extra = {"l1": float(losses["l1"]), "perceptual": float(losses["lpips"]), **metrics,
+        extra = {"l1": float(losses["l1"]), "perceptual": float(losses["lpips"]), **gan, **metrics,
                  **{f"{k}_initial": v for k, v in initial.items()}}
         if eng.report(engine, done, stage.steps, cfg.checkpoint.every, ema, {**reporter.metrics(), **extra},
                       bool(metrics), save_discriminator):
