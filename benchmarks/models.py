@@ -9,7 +9,8 @@ CPU suite
   1. DiT forward+backward throughput, ours (reference path, fast path ``set_fast_path(True)``,
      with ``--compile`` the fast path with compiled blocks) vs diffusers'
      ``HunyuanVideoTransformer3DModel``. Same process, same config, same inputs, same dtype
-     (fp32); diffusers gets our weights through ``ours_to_diffusers`` so all compute the same
+     (fp32; ``--dtype bfloat16`` casts every model and input, which CPUs with AMX or AVX512-BF16
+     run on bf16 GEMM units); diffusers gets our weights through ``ours_to_diffusers`` so all compute the same
      function (the max |Δ| of each output against diffusers is printed). Steps are interleaved
      (a, b, c, c, b, a, ...) and each model's median step time is reported, plus the median of
      the per-round time ratios, which is what to read on a shared machine. The first step of
@@ -234,22 +235,25 @@ DIT_VARIANTS = {"ours": ("ours", False, False), "ours fast": ("ours", True, Fals
 
 
 def bench_dit_cpu(reps: int, threads: int, memory: bool, profile: bool,
-                  text_valid: int = DIT_CPU_TEXT_VALID, compile: bool = False) -> dict[str, Any]:
+                  text_valid: int = DIT_CPU_TEXT_VALID, compile: bool = False,
+                  dtype: torch.dtype = torch.float32) -> dict[str, Any]:
     import copy
 
     cfg = dit_cpu_config()
     ours = build_ours(cfg)
-    models = {"ours": ours, "diffusers": build_theirs(ours), "ours fast": copy.deepcopy(ours)}
+    theirs = build_theirs(ours).to(dtype)
+    ours = ours.to(dtype)
+    models = {"ours": ours, "diffusers": theirs, "ours fast": copy.deepcopy(ours)}
     models["ours fast"].set_fast_path(True)
     warmup: dict[str, float] = {}
     if compile:
         models["ours fast+compile"] = copy.deepcopy(ours)
         models["ours fast+compile"].set_fast_path(True, compile=True)
-    inputs = dit_inputs(cfg, DIT_CPU_LATENT, DIT_CPU_TEXT, text_valid)
+    inputs = dit_inputs(cfg, DIT_CPU_LATENT, DIT_CPU_TEXT, text_valid, dtype=dtype)
     steps = {name: train_step_fn(DIT_VARIANTS[name][0], m, inputs) for name, m in models.items()}
     with torch.no_grad():
-        theirs_out = forward_fn("theirs", models["diffusers"], inputs)()
-        diffs = {name: (forward_fn("ours", m, inputs)() - theirs_out).abs().max().item()
+        theirs_out = forward_fn("theirs", models["diffusers"], inputs)().float()
+        diffs = {name: (forward_fn("ours", m, inputs)().float() - theirs_out).abs().max().item()
                  for name, m in models.items() if name != "diffusers"}
     for name, fn in steps.items():  # warm-up (oneDNN primitive caches, first-touch pages; compilation)
         warmup[name] = _time2(fn)[0]
@@ -268,6 +272,7 @@ def bench_dit_cpu(reps: int, threads: int, memory: bool, profile: bool,
         "config": {**DIT_CPU, "latent": DIT_CPU_LATENT, "text_tokens": DIT_CPU_TEXT, "text_valid": text_valid,
                    "tokens_per_step": tokens, "parameters": ours.num_parameters()},
         "max_abs_diff_fwd": diffs, "reps": reps, "threads": threads, "variants": list(steps),
+        "dtype": str(dtype).removeprefix("torch."), "output_scale": theirs_out.abs().max().item(),
     }
     for name, ts in times.items():
         med = statistics.median(ts)
@@ -280,7 +285,7 @@ def bench_dit_cpu(reps: int, threads: int, memory: bool, profile: bool,
             res[name]["ratio_tokens_per_s"] = res[name]["tokens_per_s"] / res["diffusers"]["tokens_per_s"]
             res[name]["ratio_median_of_rounds"] = statistics.median(d / o for o, d in zip(times[name], theirs))
             res[name]["ratio_wall"] = res[name]["wall_tokens_per_s"] / res["diffusers"]["wall_tokens_per_s"]
-    if memory:
+    if memory and dtype == torch.float32:
         for name in ("ours", "ours fast", "diffusers"):
             res[name]["peak_mib"] = run_worker({"kind": "dit", "impl": name, "threads": threads,
                                                 "text_valid": text_valid})["peak_mib"]
@@ -343,10 +348,12 @@ def bench_vae_cpu(frame_counts, reps: int, threads: int, vae_kwargs: dict[str, A
 def print_dit(res: dict[str, Any]) -> None:
     c = res["config"]
     diffs = ", ".join(f"{n} {d:.1e}" for n, d in res["max_abs_diff_fwd"].items())
-    print(f"DiT fwd+bwd (CPU, {res['threads']} thread(s), {res['reps']} interleaved rounds): hidden {c['hidden_size']}, "
+    print(f"DiT fwd+bwd (CPU, {res['dtype']}, {res['threads']} thread(s), {res['reps']} interleaved rounds): "
+          f"hidden {c['hidden_size']}, "
           f"{c['heads']} heads, {c['depth_double']}+{c['depth_single']} blocks, refiner {c['refiner_depth']}, "
           f"{c['parameters'] / 1e6:.1f}M params; latent {tuple(c['latent'])} + {c['text_tokens']} text "
-          f"({c['text_valid']} valid) = {c['tokens_per_step']} tokens; max |Δ| fwd vs diffusers: {diffs}")
+          f"({c['text_valid']} valid) = {c['tokens_per_step']} tokens; max |Δ| fwd vs diffusers: {diffs} "
+          f"(outputs up to {res['output_scale']:.2f})")
     for name in res["variants"]:
         r = res[name]
         mem = f", peak +{r['peak_mib']:.0f} MiB" if "peak_mib" in r else ""
@@ -522,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads for the CPU suite (default 1)")
     p.add_argument("--reps", type=int, default=None, help="interleaved rounds (default 9, quick 2)")
     p.add_argument("--profile", action="store_true", help="print torch.profiler op tables (ours fast, diffusers)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                   help="DiT comparison dtype, both sides (default float32; bf16 uses AMX/AVX512-BF16 where present)")
     p.add_argument("--compile", action="store_true",
                    help="also time the fast path with torch.compile'd blocks (minutes of compilation first)")
     p.add_argument("--text-valid", type=int, nargs="+", default=None,
@@ -557,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     valid = args.text_valid or ([DIT_CPU_TEXT_VALID] if args.quick else [DIT_CPU_TEXT_VALID, DIT_CPU_TEXT])
     for n in ([] if args.skip_dit else valid):
         results["dit"].append(bench_dit_cpu(reps, args.threads, memory=not args.quick, profile=args.profile,
-                                            text_valid=n, compile=args.compile))
+                                            text_valid=n, compile=args.compile, dtype=getattr(torch, args.dtype)))
         print_dit(results["dit"][-1])
     if not args.skip_vae:
         frames = args.frames or ([9, 33] if args.quick else [9, 17, 33, 65])
