@@ -120,7 +120,8 @@ def evaluate(videos: int = 48, seed: int = 100, work: Path | None = None) -> dic
                 per = {b: float(scores[b][clip["clip_id"]]["watermark_score"]) for b in stages}
                 per["both"] = max(per.values())
                 clips.append({"video": Path(t["path"]).name, "shot": shot, "marked": shot == t["marked_shot"],
-                              "static": t["motions"][shot] == C.STATIC, "motion": t["motions"][shot], **per})
+                              "static": t["motions"][shot] == C.STATIC, "motion": t["motions"][shot],
+                              "camera_motion": clip.get("camera_motion"), **per})
     result = {"videos": videos, "seed": seed, "clips": len(clips), "marked": sum(c["marked"] for c in clips),
               "backends": {}, "rows": clips}
     for b in ("persistence", "yolo", "both"):
