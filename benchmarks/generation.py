@@ -39,6 +39,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from vidloom.models.fast_path import FAST_PATH_MODES  # noqa: E402
+
 DEFAULT_WORK = Path("/tmp/vidloom-bench-generation")
 TIERS = ["images_256", "images_512", "256p", "360p", "540p", "sft"]  # what dit-small's stages read
 QUICK_STEPS = {"image": 20, "mixed": 5, "joint-short": 10, "joint-long": 5, "sft": 5, "distill": 30}
@@ -266,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guidance", type=float, default=6.0, help="CFG scale of (a)/(d), embedded scale of (b)/(c)")
     p.add_argument("--bound-db", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--fast-path", choices=["off", "on", "compile"], default="off",
+    p.add_argument("--fast-path", choices=FAST_PATH_MODES, default="off",
                    help="the DiT's fast path in every row, as the server's `fast_path` setting (same outputs to "
                         "fp32 rounding)")
     p.add_argument("--json", type=Path, help="also write the figures here")

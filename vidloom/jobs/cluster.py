@@ -121,7 +121,6 @@ def up_local(cluster: LocalCluster, idle_timeout_minutes: float | None = None, c
     state.mkdir(parents=True, exist_ok=True)
     config_path = state / "autoscaling.yaml"
     config_path.write_text(yaml.safe_dump(render_local_config(cluster, idle_timeout_minutes, cpu_workers, gpu_workers)))
-    (state / "cluster.json").write_text(json.dumps(asdict(cluster)))
     REGISTRY.mkdir(parents=True, exist_ok=True)
     (REGISTRY / f"{cluster.dashboard_port}.json").write_text(json.dumps(asdict(cluster)))
     env = {**os.environ, "RAY_FAKE_CLUSTER": "1"}
@@ -191,7 +190,7 @@ def local_cluster_at(address: str) -> LocalCluster | None:
     except (OSError, ValueError, TypeError):
         return None
     # A file left by a cluster that was killed without `down` names no running processes.
-    return cluster if cluster.dashboard_port == url.port and cluster_pids(cluster) else None
+    return cluster if cluster_pids(cluster) else None
 
 
 def down_local(cluster: LocalCluster, grace_s: float = 10.0) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import shlex
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from vidloom.jobs.cluster import local_cluster_at
-from vidloom.platform.jobs_client import JobsError, call, connect
+from vidloom.platform.jobs_client import DEFAULT_ADDRESS, JobsError, call, connect, resolve_address
 
 REPO = Path(__file__).resolve().parents[2]
 # kind -> job module run by the entrypoint.
@@ -89,8 +88,7 @@ def default_working_dir(address: str | None) -> str:
     cluster's worker nodes are processes of this machine sharing one Ray session folder: with an
     uploaded package, each node that joins mid-job unpacks it again over the folder that other
     nodes' workers run in (their cwd vanishes). In place, nothing is unpacked or uploaded."""
-    address = address or os.environ.get("RAY_ADDRESS") or "http://127.0.0.1:8265"
-    return f"local://{REPO}" if local_cluster_at(address) else str(REPO)
+    return f"local://{REPO}" if local_cluster_at(resolve_address(address)) else str(REPO)
 
 
 def build_request(kind: str, run: str, job_args: list[str], *, working_dir: str | None = str(REPO),
@@ -286,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                 pip=args.pip, image=args.image, env=_key_values(args.env),
                 num_cpus=args.num_cpus, num_gpus=args.num_gpus, memory_gb=args.memory_gb)
             if args.dry_run:
-                print(request.ray_cli(args.address or "http://127.0.0.1:8265"))
+                print(request.ray_cli(args.address or DEFAULT_ADDRESS))
                 return 0
             client = connect(args.address, args.auth)
             job_id = submit(client, request, replace=args.replace)

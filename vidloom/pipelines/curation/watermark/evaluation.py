@@ -35,7 +35,6 @@ from vidloom.pipelines.curation.watermark.synthetic import place_overlay, random
 from vidloom.pipelines.samples import corpus as C
 from vidloom.pipelines.samples.render import encode_video, render_shot
 
-TIERS = Path(__file__).resolve().parents[2] / "export" / "default_tiers.yaml"
 MOTIONS = (C.STATIC, C.PAN_LEFT, C.PAN_RIGHT, C.TILT_UP, C.TILT_DOWN, C.ZOOM_IN, C.ZOOM_OUT, C.HANDHELD)
 CORNERS = ("tl", "tr", "bl", "br")
 WIDTH, HEIGHT, FPS, SHOT_FRAMES = 640, 360, 25, 60
@@ -89,15 +88,14 @@ def _pr(scores: list[tuple[float, bool, bool]], threshold: float) -> dict:
 
 
 def evaluate(videos: int = 48, seed: int = 100, work: Path | None = None) -> dict:
-    import yaml
-
     from vidloom.pipelines.curation.config import load_curation_config
     from vidloom.pipelines.curation.rows import loads, new_video_row
     from vidloom.pipelines.curation.stages.video_analysis import VideoAnalysisStage
     from vidloom.pipelines.curation.stages.watermark import WatermarkStage
+    from vidloom.pipelines.export import load_export_config
 
-    tiers = {name: t["watermark_score_max"] for name, t in yaml.safe_load(TIERS.read_text())["tiers"].items()
-             if t.get("watermark_score_max") is not None}
+    tiers = {name: t.watermark_score_max for name, t in load_export_config().tiers.items()
+             if t.watermark_score_max is not None}
     analysis = VideoAnalysisStage(load_curation_config().model_dump(mode="json"))
     analysis.setup()
     stages = {}
