@@ -91,3 +91,20 @@ def test_shipped_sweeps_load():
 
 
 # -- a real sweep: killed, resumed, fitted ---------------------------------------------------------
+
+
+def test_resume_takes_the_newest_whole_checkpoint_when_the_named_one_was_pruned(tmp_path):
+    """A sweep killed between two of Tune's experiment snapshots is resumed from a checkpoint that
+    `num_to_keep=1` has since deleted: the trial resumes from its newest whole one instead (seen
+    as an errored trial after a resume before this), or from scratch when there is none."""
+    from vidloom.training.sweep.trial import STATE_FILE, complete_checkpoint
+
+    trial = tmp_path / "w48-c1.00e10"
+    named = trial / "checkpoint_000000"  # what the stale snapshot names: gone
+    assert complete_checkpoint(named) is None
+    for name, whole in (("checkpoint_000001", True), ("checkpoint_000002", True), ("checkpoint_000003", False)):
+        (trial / name).mkdir(parents=True)
+        if whole:  # the state file is written last: checkpoint_000003 was cut off mid-write
+            (trial / name / STATE_FILE).write_text("{}")
+    assert complete_checkpoint(named) == trial / "checkpoint_000002"
+    assert complete_checkpoint(trial / "checkpoint_000001") == trial / "checkpoint_000001"

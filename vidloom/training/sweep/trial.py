@@ -118,6 +118,21 @@ def _save(folder: Path, model, optimizer, scheduler, state: dict[str, Any], meta
                                                  "scheduler": scheduler.state_dict()}))
 
 
+def complete_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint to resume from: `folder`, the one Tune names, when it is whole; else the
+    trial's newest whole checkpoint beside it; None when there is none (start afresh).
+
+    Tune snapshots the experiment every `TUNE_GLOBAL_CHECKPOINT_S` (2 s here) while a trial
+    reports every few hundred ms and keeps one checkpoint, so a sweep killed between two
+    snapshots is resumed from a checkpoint that was since replaced and deleted. The state file is
+    written last (`_save`), so a folder holding it is whole; later steps reported twice are
+    de-duplicated by `experiment._reports`."""
+    if (folder / STATE_FILE).exists():
+        return folder
+    whole = sorted(p for p in folder.parent.glob("checkpoint_*") if (p / STATE_FILE).exists())
+    return whole[-1] if whole else None
+
+
 def _restore(folder: Path, model, optimizer, scheduler) -> dict[str, Any]:
     from safetensors.torch import load_file
 
@@ -171,7 +186,8 @@ def sweep_trial(config: dict[str, Any], context: SweepContext) -> None:
     checkpoint = ray.tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            state = _restore(Path(folder), model, optimizer, scheduler)
+            if (whole := complete_checkpoint(Path(folder))) is not None:
+                state = _restore(whole, model, optimizer, scheduler)
     if state["step"] >= steps:
         return  # finished before the sweep was interrupted: nothing to train again
 
