@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import pytest
 import requests
 
 from vidloom.jobs import submit as sub
-from vidloom.jobs.cluster import LocalCluster, cluster_pids, down_local, up_local
+from vidloom.jobs.cluster import LocalCluster, busy_ports, cluster_pids, down_local, up_local
 from vidloom.platform.jobs_client import JobsError, connect
 
 PYSCENEDETECT_DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "pyscenedetect").resolve()
@@ -30,16 +29,13 @@ OVERRIDES = ["stages.video_analysis.num_cpus=1", "stages.video_analysis.max_work
 
 
 def _free_base() -> int:
-    """A port base whose GCS/dashboard/agent/metrics ports and worker range are all free."""
-    for base in range(41000, 60000, 397):
-        ports = [base + i for i in range(5)] + list(range(base + 100, base + 300, 20))
-        try:
-            for port in ports:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
+    """A port base whose every port is free, below the kernel's ephemeral range: Ray binds its own
+    unnamed ports (raylet, object manager, agents' gRPC) at random in that range while the
+    cluster starts, which could take one of ours."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for base in range(21000, low - 300, 397):  # above Ray's default worker ports (10002-19999)
+        if not busy_ports(LocalCluster(base=base)):
+            return base
     raise RuntimeError("no free port range")
 
 

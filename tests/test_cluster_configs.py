@@ -66,6 +66,25 @@ def test_cluster_cli_dry_run(capsys):
     assert main(["up"]) == 2
 
 
+def test_local_cluster_up_refuses_a_port_in_use_and_names_what_holds_it(tmp_path, capsys):
+    """A port already taken is named with its holder before anything starts (a dashboard agent that
+    cannot listen leaves a cluster whose Jobs API never accepts a job)."""
+    import os
+    import socket
+
+    from vidloom.jobs.cluster import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        agent_port = s.getsockname()[1]
+        state = tmp_path / "cluster"
+        assert main(["up", "--local", "--port", str(agent_port - 3), "--temp-dir", str(state)]) == 1
+    err = capsys.readouterr().err
+    assert f"{agent_port} (dashboard agent (job submission)) is in use by pid {os.getpid()}" in err
+    assert "pick another --port" in err and not state.exists()
+
+
 def _unknown_fields(doc, schema, path="") -> list[str]:
     """Keys the schema does not declare: Kubernetes would silently drop them (pruning)."""
     out = []

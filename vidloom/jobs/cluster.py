@@ -79,6 +79,18 @@ class LocalCluster:
     def state_dir(self) -> Path:
         return Path(self.temp_dir or f"/tmp/vidloom-ray-{self.base}")
 
+    @property
+    def session_dir(self) -> Path:
+        """The running (newest) Ray session's folder: its logs and the ports its processes bound."""
+        return self.state_dir / "ray" / "session_latest"
+
+    def fixed_ports(self) -> dict[int, str]:
+        """Every port this cluster asks Ray for, with what listens there."""
+        lo, hi = self.worker_ports
+        named = {self.gcs_port: "GCS", self.dashboard_port: "dashboard", self.client_port: "Ray client server",
+                 self.agent_listen_port: "dashboard agent (job submission)", self.metrics_port: "metrics export"}
+        return {**{p: "worker" for p in range(lo, hi + 1)}, **named}
+
 
 def render_local_config(cluster: LocalCluster, idle_timeout_minutes: float | None = None,
                         cpu_workers: int | None = None, gpu_workers: int | None = None) -> dict:
@@ -114,9 +126,76 @@ def start_command(cluster: LocalCluster, config_path: Path) -> list[str]:
     ]
 
 
+def busy_ports(cluster: LocalCluster) -> list[str]:
+    """The cluster's ports that another socket already holds, each with its role and holder.
+
+    Checked like Ray's servers bind (SO_REUSEADDR), so a port in TIME_WAIT counts as free.
+    """
+    import socket
+
+    busy = []
+    for port, role in cluster.fixed_ports().items():
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("", port))
+            except OSError:
+                busy.append(f"{port} ({role}) is in use by {_port_holder(port)}")
+    return busy
+
+
+def _port_holder(port: int) -> str:
+    import psutil
+
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.pid:
+                try:
+                    return f"pid {conn.pid} ({' '.join(psutil.Process(conn.pid).cmdline()[:3])[:120]})"
+                except psutil.Error:
+                    return f"pid {conn.pid}"
+    except psutil.Error:
+        pass
+    return "another process"
+
+
+def session_log_tail(cluster: LocalCluster, name: str, lines: int = 30) -> str:
+    """The last `lines` lines of one of the head's Ray logs (dashboard_agent.log, ...), headed by its path."""
+    log = cluster.session_dir / "logs" / name
+    try:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        tail = "(no such log)"
+    return f"--- {log}:\n{tail}"
+
+
+def agent_listen_state(cluster: LocalCluster) -> str:
+    """`ready` once the head's dashboard agent serves job submission on its port, `failed` when
+    it could not listen there (Ray keeps such an agent alive without its HTTP server, and the
+    Jobs API answers "no available agent" forever), else `starting`.
+
+    The agent writes the port it bound, or -1, to the session folder right before it registers
+    its address for the Jobs API.
+    """
+    values = []
+    for f in cluster.session_dir.glob("dashboard_agent_listen_port_*"):
+        try:
+            values.append(f.read_text().strip())
+        except OSError:
+            continue
+    if str(cluster.agent_listen_port) in values:
+        return "ready"
+    return "failed" if "-1" in values else "starting"
+
+
 def up_local(cluster: LocalCluster, idle_timeout_minutes: float | None = None, cpu_workers: int | None = None,
              gpu_workers: int | None = None, timeout_s: float = 180.0) -> LocalCluster:
     """Start the head of a local autoscaling cluster and wait until its Jobs API answers."""
+    busy = busy_ports(cluster)
+    if busy:
+        raise RuntimeError(f"the local cluster on port {cluster.base} needs ports {cluster.base}-{cluster.metrics_port} "
+                           f"and {cluster.worker_ports[0]}-{cluster.worker_ports[1]}, but " + "; ".join(busy[:5])
+                           + "; pick another --port or stop what holds them")
     state = cluster.state_dir
     state.mkdir(parents=True, exist_ok=True)
     config_path = state / "autoscaling.yaml"
@@ -131,17 +210,21 @@ def up_local(cluster: LocalCluster, idle_timeout_minutes: float | None = None, c
         down_local(cluster)
         raise RuntimeError(f"ray start failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     deadline = time.monotonic() + timeout_s
-    while not _dashboard_answers(cluster.dashboard_url) or not _port_open(cluster.agent_listen_port):
+    while True:
         # Jobs go through the head's dashboard agent, which starts after the dashboard.
-        if time.monotonic() > deadline:
-            log = cluster.state_dir / "ray" / "session_latest" / "logs" / "dashboard_agent.log"
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log.exists() else "(no log)"
+        state = agent_listen_state(cluster)
+        if state == "ready" and _dashboard_answers(cluster.dashboard_url):
+            return cluster
+        if state == "failed" or time.monotonic() > deadline:
+            why = (f"its dashboard agent could not listen on port {cluster.agent_listen_port}, so no job can be "
+                   f"submitted ({'; '.join(busy_ports(cluster)[:3]) or 'the port is free again now'})"
+                   if state == "failed" else
+                   f"the dashboard at {cluster.dashboard_url} or its job agent (port {cluster.agent_listen_port}) "
+                   f"did not come up within {timeout_s:.0f} s")
+            logs = "\n".join(session_log_tail(cluster, name) for name in ("dashboard_agent.log", "dashboard.log"))
             down_local(cluster)
-            raise RuntimeError(f"the dashboard at {cluster.dashboard_url} or its job agent (port "
-                               f"{cluster.agent_listen_port}) did not answer within {timeout_s:.0f} s; "
-                               f"the end of {log}:\n{tail}")
+            raise RuntimeError(f"the local cluster on port {cluster.base} did not start: {why}\n{logs}")
         time.sleep(1)
-    return cluster
 
 
 def _dashboard_answers(url: str) -> bool:
@@ -152,14 +235,6 @@ def _dashboard_answers(url: str) -> bool:
         return requests.get(f"{url}/api/version", timeout=5).status_code < 500
     except requests.RequestException:
         return False
-
-
-def _port_open(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        s.settimeout(2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def cluster_pids(cluster: LocalCluster) -> list[int]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidloom.jobs.cluster import local_cluster_at
+from vidloom.jobs.cluster import agent_listen_state, local_cluster_at, session_log_tail
 from vidloom.platform.jobs_client import DEFAULT_ADDRESS, JobsError, call, connect, resolve_address
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,10 +158,19 @@ def submit(client, request: JobRequest, replace: bool = False, timeout_s: float 
             if AGENT_NOT_READY not in str(exc):
                 raise
             if time.monotonic() > deadline:
-                raise JobsError(f"the head node's job agent did not come up within {timeout_s:.0f} s; see "
-                                "dashboard_agent.log in the head's Ray session logs") from None
+                raise JobsError(agent_not_ready_message(client.get_address(), timeout_s)) from None
             print("waiting for the head node's job agent ...", file=sys.stderr)
             time.sleep(2.0)
+
+
+def agent_not_ready_message(address: str, timeout_s: float) -> str:
+    """Why no job could be submitted: on a local cluster, with the head's agent and job logs."""
+    message = f"the head node's job agent did not come up within {timeout_s:.0f} s"
+    cluster = local_cluster_at(address)
+    if cluster is None:
+        return message + "; see dashboard_agent.log and dashboard_JobHead.log in the head's Ray session logs"
+    logs = "\n".join(session_log_tail(cluster, name) for name in ("dashboard_agent.log", "dashboard_JobHead.log"))
+    return f"{message} (agent {agent_listen_state(cluster)} on port {cluster.agent_listen_port})\n{logs}"
 
 
 def stop_and_wait(client, job_id: str, timeout_s: float = 120.0) -> str:
