@@ -19,6 +19,7 @@ import requests
 
 from vidloom.jobs import submit as sub
 from vidloom.jobs.cluster import LocalCluster, busy_ports, cluster_pids, down_local, up_local
+from vidloom.jobs.cluster import main as cluster_main
 from vidloom.platform.jobs_client import JobsError, connect
 
 PYSCENEDETECT_DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "pyscenedetect").resolve()
@@ -47,9 +48,12 @@ def local_cluster():
         up_local(cluster, idle_timeout_minutes=0.2, cpu_workers=2, gpu_workers=1, timeout_s=300)
         yield cluster
     finally:
-        down_local(cluster)
+        # What the user types: `down` finds the cluster's temp dir from `up`'s record by port.
+        cluster_main(["down", "--local", "--port", str(base)])
+        survivors = cluster_pids(cluster)
+        down_local(cluster)  # never leave processes to the rest of the suite
         shutil.rmtree(cluster.state_dir, ignore_errors=True)
-    assert not cluster_pids(cluster), "processes of the test cluster survived `down`"
+    assert not survivors, "processes of the test cluster survived `vidloom cluster down --local --port`"
 
 
 @pytest.fixture(scope="module")

@@ -213,7 +213,7 @@ def up_local(cluster: LocalCluster, idle_timeout_minutes: float | None = None, c
     while True:
         # Jobs go through the head's dashboard agent, which starts after the dashboard.
         state = agent_listen_state(cluster)
-        if state == "ready" and _dashboard_answers(cluster.dashboard_url):
+        if state == "ready" and _head_node_listed(cluster.dashboard_url):
             return cluster
         if state == "failed" or time.monotonic() > deadline:
             why = (f"its dashboard agent could not listen on port {cluster.agent_listen_port}, so no job can be "
@@ -227,14 +227,23 @@ def up_local(cluster: LocalCluster, idle_timeout_minutes: float | None = None, c
         time.sleep(1)
 
 
-def _dashboard_answers(url: str) -> bool:
+def _head_node_listed(url: str) -> bool:
+    """The dashboard lists the head node alive. Its node module records the head's id for the
+    Jobs API just before listing it; until then every submission is refused with "no available
+    agent", however long the agent itself has been up."""
     import requests
 
+    from vidloom.platform.jobs_client import JobsError, read_token
+
     try:
-        # Any answer means the dashboard is up; with token auth it is 401 without a token.
-        return requests.get(f"{url}/api/version", timeout=5).status_code < 500
-    except requests.RequestException:
+        headers = {}
+        if requests.get(f"{url}/api/version", timeout=5).status_code == 401:
+            headers = {"Authorization": f"Bearer {read_token()[0]}"}
+        r = requests.get(f"{url}/nodes?view=summary", headers=headers, timeout=5)
+        nodes = r.json()["data"]["summary"] if r.status_code == 200 else []
+    except (requests.RequestException, ValueError, KeyError, JobsError):
         return False
+    return any(n.get("raylet", {}).get("isHeadNode") and n["raylet"].get("state") == "ALIVE" for n in nodes)
 
 
 def cluster_pids(cluster: LocalCluster) -> list[int]:
@@ -243,15 +252,30 @@ def cluster_pids(cluster: LocalCluster) -> list[int]:
     import psutil
 
     port = cluster.gcs_port
-    # (?!\d): port 6379 must not match another cluster's 63790.
-    marker = re.compile(rf"{re.escape(str(cluster.state_dir))}(?![\w-])|127\.0\.0\.1:{port}(?!\d)|--gcs_server_port={port}(?!\d)")
+    # (?!\d): port 6379 must not match another cluster's 63790. The Ray client server names the
+    # GCS by the machine's own IP (--address=192.0.2.2:PORT), whatever the node IP is.
+    marker = re.compile(rf"{re.escape(str(cluster.state_dir))}(?![\w-])|127\.0\.0\.1:{port}(?!\d)"
+                        rf"|--gcs_server_port={port}(?!\d)|--(?:gcs[-_])?address=[\w.:\[\]-]*:{port}(?!\d)")
     me = os.getpid()
     pids = []
     for p in psutil.process_iter(["pid", "cmdline"]):
         cmd = " ".join(p.info.get("cmdline") or [])
         if p.info["pid"] != me and marker.search(cmd):
             pids.append(p.info["pid"])
-    return pids
+            # Agents and dashboard modules retitle themselves (ray::DashboardAgent, ...).
+            try:
+                pids += [c.pid for c in p.children(recursive=True)]
+            except psutil.Error:
+                pass
+    return sorted(set(pids))
+
+
+def registered_cluster(base: int) -> LocalCluster | None:
+    """The local cluster `vidloom cluster up --local --port BASE` recorded (its temp dir included)."""
+    try:
+        return LocalCluster(**json.loads((REGISTRY / f"{base + 1}.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def local_cluster_at(address: str) -> LocalCluster | None:
@@ -259,13 +283,9 @@ def local_cluster_at(address: str) -> LocalCluster | None:
     url = urlparse(address if "://" in address else f"http://{address}")
     if url.hostname not in ("127.0.0.1", "localhost") or url.port is None:
         return None
-    entry = REGISTRY / f"{url.port}.json"
-    try:
-        cluster = LocalCluster(**json.loads(entry.read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
+    cluster = registered_cluster(url.port - 1)
     # A file left by a cluster that was killed without `down` names no running processes.
-    return cluster if cluster_pids(cluster) else None
+    return cluster if cluster is not None and cluster_pids(cluster) else None
 
 
 def down_local(cluster: LocalCluster, grace_s: float = 10.0) -> int:
@@ -330,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
         print(" ".join(cmd))
         return 0 if args.dry_run else subprocess.call(cmd, cwd=REPO)
     cluster = LocalCluster(base=args.port, temp_dir=args.temp_dir)
+    if args.action == "down" and not args.temp_dir:
+        # `up --temp-dir X` recorded X: without it, `down` would miss the processes that name only X.
+        cluster = registered_cluster(args.port) or cluster
     if args.action == "up":
         if args.dry_run:
             print(" ".join(["RAY_FAKE_CLUSTER=1", *start_command(cluster, cluster.state_dir / "autoscaling.yaml")]))
@@ -342,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"local autoscaling cluster up: GCS {cluster.address}, dashboard/jobs {cluster.dashboard_url}\n"
               f"  submit:  vidloom submit curate RUN INPUT... --address {cluster.dashboard_url}\n"
               f"  status:  ray status --address {cluster.address}\n"
-              f"  stop:    vidloom cluster down --local --port {cluster.base}")
+              f"  stop:    vidloom cluster down --local --port {cluster.base}"
+              + (f" --temp-dir {cluster.temp_dir}" if cluster.temp_dir else ""))
         return 0
     if args.dry_run:
         print("\n".join(str(pid) for pid in cluster_pids(cluster)))
