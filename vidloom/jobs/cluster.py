@@ -219,9 +219,11 @@ def up_local(cluster: LocalCluster, idle_timeout_minutes: float | None = None, c
             why = (f"its dashboard agent could not listen on port {cluster.agent_listen_port}, so no job can be "
                    f"submitted ({'; '.join(busy_ports(cluster)[:3]) or 'the port is free again now'})"
                    if state == "failed" else
-                   f"the dashboard at {cluster.dashboard_url} or its job agent (port {cluster.agent_listen_port}) "
-                   f"did not come up within {timeout_s:.0f} s")
-            logs = "\n".join(session_log_tail(cluster, name) for name in ("dashboard_agent.log", "dashboard.log"))
+                   f"within {timeout_s:.0f} s, the job agent (port {cluster.agent_listen_port}: {state}) or the "
+                   f"dashboard at {cluster.dashboard_url} (head node listed: {_head_node_listed(cluster.dashboard_url)}) "
+                   "did not come up")
+            logs = "\n".join(session_log_tail(cluster, name, 20) for name in
+                             ("dashboard_agent.log", "dashboard.log", "dashboard_NodeHead.log", "dashboard_JobHead.log"))
             down_local(cluster)
             raise RuntimeError(f"the local cluster on port {cluster.base} did not start: {why}\n{logs}")
         time.sleep(1)
