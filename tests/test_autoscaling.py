@@ -45,7 +45,7 @@ def local_cluster():
     base = _free_base()
     cluster = LocalCluster(base=base, temp_dir=f"/tmp/vlt-{base}")
     try:
-        up_local(cluster, idle_timeout_minutes=0.2, cpu_workers=2, gpu_workers=1, timeout_s=300)
+        up_local(cluster, idle_timeout_minutes=0.2, cpu_workers=2, gpu_workers=1, timeout_s=150)
         yield cluster
     finally:
         # What the user types: `down` finds the cluster's temp dir from `up`'s record by port.

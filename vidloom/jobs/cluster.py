@@ -189,8 +189,12 @@ def agent_listen_state(cluster: LocalCluster) -> str:
 
 
 def up_local(cluster: LocalCluster, idle_timeout_minutes: float | None = None, cpu_workers: int | None = None,
-             gpu_workers: int | None = None, timeout_s: float = 180.0) -> LocalCluster:
-    """Start the head of a local autoscaling cluster and wait until its Jobs API answers."""
+             gpu_workers: int | None = None, timeout_s: float = 180.0, attempts: int = 2) -> LocalCluster:
+    """Start the head of a local autoscaling cluster and wait until its Jobs API accepts jobs.
+
+    A head whose job agent or node module did not come up is stopped and started again, up to
+    `attempts` starts in all (each gets `timeout_s`); the reason is printed to stderr.
+    """
     busy = busy_ports(cluster)
     if busy:
         raise RuntimeError(f"the local cluster on port {cluster.base} needs ports {cluster.base}-{cluster.metrics_port} "
@@ -200,6 +204,19 @@ def up_local(cluster: LocalCluster, idle_timeout_minutes: float | None = None, c
     state.mkdir(parents=True, exist_ok=True)
     config_path = state / "autoscaling.yaml"
     config_path.write_text(yaml.safe_dump(render_local_config(cluster, idle_timeout_minutes, cpu_workers, gpu_workers)))
+    for attempt in range(1, attempts + 1):
+        why = _start_head(cluster, config_path, timeout_s)
+        if why is None:
+            return cluster
+        down_local(cluster)
+        if attempt < attempts:
+            print(f"vidloom cluster: start {attempt} of the head on port {cluster.base} failed "
+                  f"({why.splitlines()[0]}); starting it again", file=sys.stderr)
+    raise RuntimeError(f"the local cluster on port {cluster.base} did not start ({attempts} tries): {why}")
+
+
+def _start_head(cluster: LocalCluster, config_path: Path, timeout_s: float) -> str | None:
+    """`ray start` the head and wait until jobs can be submitted; None, or why not (with logs)."""
     REGISTRY.mkdir(parents=True, exist_ok=True)
     (REGISTRY / f"{cluster.dashboard_port}.json").write_text(json.dumps(asdict(cluster)))
     env = {**os.environ, "RAY_FAKE_CLUSTER": "1"}
@@ -207,25 +224,23 @@ def up_local(cluster: LocalCluster, idle_timeout_minutes: float | None = None, c
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.run(start_command(cluster, config_path), env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        down_local(cluster)
-        raise RuntimeError(f"ray start failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        return f"ray start failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     deadline = time.monotonic() + timeout_s
     while True:
         # Jobs go through the head's dashboard agent, which starts after the dashboard.
         state = agent_listen_state(cluster)
         if state == "ready" and _head_node_listed(cluster.dashboard_url):
-            return cluster
+            return None
         if state == "failed" or time.monotonic() > deadline:
-            why = (f"its dashboard agent could not listen on port {cluster.agent_listen_port}, so no job can be "
-                   f"submitted ({'; '.join(busy_ports(cluster)[:3]) or 'the port is free again now'})"
+            why = (f"its dashboard agent could not listen on port {cluster.agent_listen_port} (now held by "
+                   f"{_port_holder(cluster.agent_listen_port)}), so no job could be submitted"
                    if state == "failed" else
                    f"within {timeout_s:.0f} s, the job agent (port {cluster.agent_listen_port}: {state}) or the "
                    f"dashboard at {cluster.dashboard_url} (head node listed: {_head_node_listed(cluster.dashboard_url)}) "
                    "did not come up")
             logs = "\n".join(session_log_tail(cluster, name, 20) for name in
                              ("dashboard_agent.log", "dashboard.log", "dashboard_NodeHead.log", "dashboard_JobHead.log"))
-            down_local(cluster)
-            raise RuntimeError(f"the local cluster on port {cluster.base} did not start: {why}\n{logs}")
+            return f"{why}\n{logs}"
         time.sleep(1)
 
 
