@@ -34,7 +34,10 @@ def _free_base() -> int:
     unnamed ports (raylet, object manager, agents' gRPC) at random in that range while the
     cluster starts, which could take one of ours."""
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for base in range(21000, low - 300, 397):  # above Ray's default worker ports (10002-19999)
+    # Above Ray's default worker ports (10002-19999); where the ephemeral range starts lower than
+    # that, anywhere free.
+    candidates = range(21000, low - 300, 397) if low > 21300 else range(41000, 60000, 397)
+    for base in candidates:
         if not busy_ports(LocalCluster(base=base)):
             return base
     raise RuntimeError("no free port range")
