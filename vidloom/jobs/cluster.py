@@ -80,6 +80,11 @@ class LocalCluster:
         return Path(self.temp_dir or f"/tmp/vidloom-ray-{self.base}")
 
     @property
+    def registry_file(self) -> Path:
+        """Where `up` records this cluster until `down` (named by its dashboard port)."""
+        return REGISTRY / f"{self.dashboard_port}.json"
+
+    @property
     def session_dir(self) -> Path:
         """The running (newest) Ray session's folder: its logs and the ports its processes bound."""
         return self.state_dir / "ray" / "session_latest"
@@ -159,14 +164,18 @@ def _port_holder(port: int) -> str:
     return "another process"
 
 
-def session_log_tail(cluster: LocalCluster, name: str, lines: int = 30) -> str:
-    """The last `lines` lines of one of the head's Ray logs (dashboard_agent.log, ...), headed by its path."""
-    log = cluster.session_dir / "logs" / name
-    try:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        tail = "(no such log)"
-    return f"--- {log}:\n{tail}"
+def session_log_tails(cluster: LocalCluster, names: tuple[str, ...], lines: int = 30) -> str:
+    """The last `lines` lines of each of the head's Ray logs `names` (dashboard_agent.log, ...),
+    each headed by its path."""
+    parts = []
+    for name in names:
+        log = cluster.session_dir / "logs" / name
+        try:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            tail = "(no such log)"
+        parts.append(f"--- {log}:\n{tail}")
+    return "\n".join(parts)
 
 
 def agent_listen_state(cluster: LocalCluster) -> str:
@@ -218,7 +227,7 @@ def up_local(cluster: LocalCluster, idle_timeout_minutes: float | None = None, c
 def _start_head(cluster: LocalCluster, config_path: Path, timeout_s: float) -> str | None:
     """`ray start` the head and wait until jobs can be submitted; None, or why not (with logs)."""
     REGISTRY.mkdir(parents=True, exist_ok=True)
-    (REGISTRY / f"{cluster.dashboard_port}.json").write_text(json.dumps(asdict(cluster)))
+    cluster.registry_file.write_text(json.dumps(asdict(cluster)))
     env = {**os.environ, "RAY_FAKE_CLUSTER": "1"}
     # Jobs must not inherit an address pointing elsewhere.
     env.pop("RAY_ADDRESS", None)
@@ -229,17 +238,18 @@ def _start_head(cluster: LocalCluster, config_path: Path, timeout_s: float) -> s
     while True:
         # Jobs go through the head's dashboard agent, which starts after the dashboard.
         state = agent_listen_state(cluster)
-        if state == "ready" and _head_node_listed(cluster.dashboard_url):
+        listed = state == "ready" and _head_node_listed(cluster.dashboard_url)
+        if listed:
             return None
         if state == "failed" or time.monotonic() > deadline:
             why = (f"its dashboard agent could not listen on port {cluster.agent_listen_port} (now held by "
                    f"{_port_holder(cluster.agent_listen_port)}), so no job could be submitted"
                    if state == "failed" else
                    f"within {timeout_s:.0f} s, the job agent (port {cluster.agent_listen_port}: {state}) or the "
-                   f"dashboard at {cluster.dashboard_url} (head node listed: {_head_node_listed(cluster.dashboard_url)}) "
+                   f"dashboard at {cluster.dashboard_url} (head node listed: {listed}) "
                    "did not come up")
-            logs = "\n".join(session_log_tail(cluster, name, 20) for name in
-                             ("dashboard_agent.log", "dashboard.log", "dashboard_NodeHead.log", "dashboard_JobHead.log"))
+            logs = session_log_tails(cluster, ("dashboard_agent.log", "dashboard.log", "dashboard_NodeHead.log",
+                                               "dashboard_JobHead.log"), lines=20)
             return f"{why}\n{logs}"
         time.sleep(1)
 
@@ -250,12 +260,11 @@ def _head_node_listed(url: str) -> bool:
     agent", however long the agent itself has been up."""
     import requests
 
-    from vidloom.platform.jobs_client import JobsError, read_token
+    from vidloom.platform.jobs_client import JobsError, auth_headers
 
     try:
-        headers = {}
-        if requests.get(f"{url}/api/version", timeout=5).status_code == 401:
-            headers = {"Authorization": f"Bearer {read_token()[0]}"}
+        token_auth = requests.get(f"{url}/api/version", timeout=5).status_code == 401
+        headers = auth_headers("token" if token_auth else "disabled")[0]
         r = requests.get(f"{url}/nodes?view=summary", headers=headers, timeout=5)
         nodes = r.json()["data"]["summary"] if r.status_code == 200 else []
     except (requests.RequestException, ValueError, KeyError, JobsError):
@@ -290,7 +299,7 @@ def cluster_pids(cluster: LocalCluster) -> list[int]:
 def registered_cluster(base: int) -> LocalCluster | None:
     """The local cluster `vidloom cluster up --local --port BASE` recorded (its temp dir included)."""
     try:
-        return LocalCluster(**json.loads((REGISTRY / f"{base + 1}.json").read_text()))
+        return LocalCluster(**json.loads(LocalCluster(base=base).registry_file.read_text()))
     except (OSError, ValueError, TypeError):
         return None
 
@@ -309,7 +318,7 @@ def down_local(cluster: LocalCluster, grace_s: float = 10.0) -> int:
     """Stop every process of this local cluster (SIGTERM, then SIGKILL); returns how many."""
     import psutil
 
-    (REGISTRY / f"{cluster.dashboard_port}.json").unlink(missing_ok=True)
+    cluster.registry_file.unlink(missing_ok=True)
     procs = []
     for pid in cluster_pids(cluster):
         try:

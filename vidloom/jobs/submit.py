@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidloom.jobs.cluster import agent_listen_state, local_cluster_at, session_log_tail
+from vidloom.jobs.cluster import agent_listen_state, local_cluster_at, session_log_tails
 from vidloom.platform.jobs_client import DEFAULT_ADDRESS, JobsError, call, connect, resolve_address
 
 REPO = Path(__file__).resolve().parents[2]
@@ -169,7 +169,7 @@ def agent_not_ready_message(address: str, timeout_s: float) -> str:
     cluster = local_cluster_at(address)
     if cluster is None:
         return message + "; see dashboard_agent.log and dashboard_JobHead.log in the head's Ray session logs"
-    logs = "\n".join(session_log_tail(cluster, name) for name in ("dashboard_agent.log", "dashboard_JobHead.log"))
+    logs = session_log_tails(cluster, ("dashboard_agent.log", "dashboard_JobHead.log"))
     return f"{message} (agent {agent_listen_state(cluster)} on port {cluster.agent_listen_port})\n{logs}"
 
 

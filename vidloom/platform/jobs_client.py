@@ -51,6 +51,15 @@ def read_token() -> tuple[str, str]:
     return token, str(path)
 
 
+def auth_headers(mode: str) -> tuple[dict[str, str], str]:
+    """HTTP headers for a cluster in auth `mode` (the token's Bearer header, or none) and where
+    the token came from."""
+    if mode != "token":
+        return {}, ""
+    token, source = read_token()
+    return {"Authorization": f"Bearer {token}"}, source
+
+
 def connect(address: str | None = None, mode: str | None = None):
     """A `JobSubmissionClient` for the cluster, with the auth header when token auth is on."""
     from ray.exceptions import AuthenticationError
@@ -58,10 +67,7 @@ def connect(address: str | None = None, mode: str | None = None):
 
     url = resolve_address(address)
     mode = auth_mode(mode)
-    headers, source = {}, ""
-    if mode == "token":
-        token, source = read_token()
-        headers = {"Authorization": f"Bearer {token}"}
+    headers, source = auth_headers(mode)
     try:
         return JobSubmissionClient(url, headers=headers)
     except AuthenticationError as exc:
