@@ -99,7 +99,7 @@ class DiT:
         else:
             self.stage = DenoiseStage(spec, device, dtype, fast_path)
         self.denoise.set_max_batch_size(max_batch_size)
-        self.denoise.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self.batch_wait_timeout_s = batch_wait_timeout_s
         self.waiting = 0
         self._store = None
 
@@ -118,7 +118,13 @@ class DiT:
             self._store = ray.get_actor(store_name(serve.get_replica_context().app_name), namespace=NAMESPACE)
         return self._store
 
-    async def __call__(self, job_id: str, params: dict[str, Any], text: dict[str, Any]) -> dict[str, Any]:
+    async def __call__(self, job_id: str, params: dict[str, Any], text: dict[str, Any],
+                       company: int = 0) -> dict[str, Any]:
+        """`company`: how many other jobs are on their way to the DiT (the job store counts them).
+        A request with none starts at once: waiting `batch_wait_timeout_s` for a batch that cannot
+        fill would only add that wait to its latency."""
+        # Read when the batch loop takes the first request of a batch, i.e. right after this call.
+        self.denoise.set_batch_wait_timeout_s(self.batch_wait_timeout_s if company or self.waiting else 0.0)
         self.waiting += 1
         metrics.queue_depth("DiT", self.waiting)
         return await self.denoise(_Pending(job_id, params, text, time.perf_counter()))

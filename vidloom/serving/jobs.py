@@ -235,7 +235,10 @@ class JobStore:
         # The responses are passed on, not awaited: text features and latents go from deployment
         # to deployment without passing through this actor.
         text = self.handles["TextEncoder"].encode.remote(rewritten, negative)
-        latents = self.handles["DiT"].remote(job["id"], params, text)
+        # Jobs that have not started denoising yet: with none, the DiT does not hold this one
+        # back waiting for a batch to fill.
+        company = sum(1 for j in self.jobs.values() if j is not job and j["status"] == "queued")
+        latents = self.handles["DiT"].remote(job["id"], params, text, company)
         return await self.handles["VAEDecoder"].decode.remote(latents, params["fps"])
 
 
