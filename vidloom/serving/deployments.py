@@ -23,6 +23,10 @@ from vidloom.serving.pipeline import DecodeStage, DenoiseItem, DenoiseStage, Gen
 
 log = logging.getLogger(__name__)
 
+#: Least time between two progress reports of a denoising batch to the job store: a client
+#: polls every `poll_after_ms` (1 s by default), so finer reports only cost the DiT time.
+PROGRESS_INTERVAL_S = 0.1
+
 # Small, fast stages: a few replicas absorb bursts; the DiT and VAE hold the accelerators.
 _LIGHT = {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 4}
 
@@ -160,15 +164,20 @@ class DiT:
 
         ids = [i.job_id for i in group]
         pending: list = []
+        last = [0.0]
 
         def on_step(step: int, num_steps: int) -> None:
             # Progress to the job store, which answers which jobs no longer want a result. The
-            # answer is read one step later, so the sampler never waits for the round trip.
+            # answer is read one step later, so the sampler never waits for the round trip; and
+            # at most every PROGRESS_INTERVAL_S (and at the last step), so short steps do not
+            # pay a store call each.
             if pending and ray.wait(pending, timeout=0)[0]:
                 stop = ray.get(pending.pop())
                 if len(stop) == len(ids):
                     raise GenerationStopped(f"stopped at step {step + 1} of {num_steps}: cancelled or timed out")
-            if not pending:
+            now = time.perf_counter()
+            if not pending and (now - last[0] >= PROGRESS_INTERVAL_S or step + 1 == num_steps):
+                last[0] = now
                 pending.append(self._job_store().step.remote(ids, step, num_steps))
 
         return self.stage(group, on_step)
