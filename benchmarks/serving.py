@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import requests
@@ -58,13 +59,28 @@ def _deploy(model: str, storage: str, port: int, batch: int, threads: int):
     return f"http://127.0.0.1:{port}"
 
 
+def _median_seconds(fn, repeat: int) -> float:
+    """Median wall time of `repeat` calls of `fn`, after one untimed warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _sync_request(url: str, body: dict) -> requests.Response:
+    r = requests.post(f"{url}/v1/videos/sync", json=body, timeout=600)
+    assert r.status_code == 200, r.text
+    return r
+
+
 def _concurrent(url: str, body: dict, n: int) -> tuple[float, list[dict]]:
     """`n` requests at once, each waiting on its own connection; returns the wall time and the
     jobs' records (their extras hold the batch size and the time per deployment)."""
     def one(seed: int) -> str:
-        r = requests.post(f"{url}/v1/videos/sync", json={**body, "seed": seed}, timeout=600)
-        assert r.status_code == 200, r.text
-        return r.headers["x-video-id"]
+        return _sync_request(url, {**body, "seed": seed}).headers["x-video-id"]
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(n) as pool:
@@ -93,15 +109,10 @@ def run(args: argparse.Namespace) -> str:
     torch.set_num_threads(args.threads)
     spec = resolve_model(model)
     pipe = TextToVideoPipeline(spec)
-    local: dict[int, list[float]] = {}
+    local: dict[int, float] = {}
     for steps in args.steps:
         params = resolve_params(parse_request({**body, "num_inference_steps": steps}), spec)
-        pipe(params)  # warm-up
-        local[steps] = []
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            pipe(params)
-            local[steps].append(time.perf_counter() - t0)
+        local[steps] = _median_seconds(partial(pipe, params), args.repeat)
     del pipe
 
     init_ray(num_cpus=args.num_cpus)
@@ -113,14 +124,7 @@ def run(args: argparse.Namespace) -> str:
         url = _deploy(model, str(tmp / "store"), port, 8, args.threads)
         for steps in args.steps:
             one = {**body, "num_inference_steps": steps}
-            requests.post(f"{url}/v1/videos/sync", json=one, timeout=600)  # warm-up
-            http = []
-            for _ in range(args.repeat):
-                t0 = time.perf_counter()
-                r = requests.post(f"{url}/v1/videos/sync", json=one, timeout=600)
-                http.append(time.perf_counter() - t0)
-                assert r.status_code == 200, r.text
-            a_local, a_http = statistics.median(local[steps]), statistics.median(http)
+            a_local, a_http = local[steps], _median_seconds(partial(_sync_request, url, one), args.repeat)
             lines.append(f"(a) one request, {steps} steps: in-process {a_local:.2f} s, HTTP + Serve {a_http:.2f} s -> "
                          f"{a_http / a_local:.2f}x (target <= 1.15x); fixed cost {1000 * (a_http - a_local):.0f} ms")
 

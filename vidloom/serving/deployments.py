@@ -164,9 +164,10 @@ class DiT:
 
         ids = [i.job_id for i in group]
         pending: list = []
-        last = [0.0]
+        last_report = 0.0
 
         def on_step(step: int, num_steps: int) -> None:
+            nonlocal last_report
             # Progress to the job store, which answers which jobs no longer want a result. The
             # answer is read one step later, so the sampler never waits for the round trip; and
             # at most every PROGRESS_INTERVAL_S (and at the last step), so short steps do not
@@ -176,8 +177,8 @@ class DiT:
                 if len(stop) == len(ids):
                     raise GenerationStopped(f"stopped at step {step + 1} of {num_steps}: cancelled or timed out")
             now = time.perf_counter()
-            if not pending and (now - last[0] >= PROGRESS_INTERVAL_S or step + 1 == num_steps):
-                last[0] = now
+            if not pending and (now - last_report >= PROGRESS_INTERVAL_S or step + 1 == num_steps):
+                last_report = now
                 pending.append(self._job_store().step.remote(ids, step, num_steps))
 
         return self.stage(group, on_step)
