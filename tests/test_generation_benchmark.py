@@ -24,13 +24,15 @@ def test_generation_benchmark_prints_ratios_and_defaults(load_script, tmp_path, 
             "--seeds", "1", "--few-steps", "2,4", "--threads", "1", "--json", str(tmp_path / "out.json")]
     assert bench.main(args) == 0
     out = capsys.readouterr().out
-    rows = re.findall(r"^\| \((a|b|c|d)\) \| (teacher|student) \| (\d+) \| ([\d.]+) \|", out, re.M)
-    assert [(r, m, int(n)) for r, m, n, _ in rows] == [
-        ("a", "teacher", 50), ("b", "student", 50), ("c", "student", 2), ("c", "student", 2),
-        ("c", "student", 4), ("c", "student", 4), ("d", "teacher", 2)]
+    rows = re.findall(r"^\| \((a|b|c|d)\) \| (teacher|student) \| (\d+) \| ([\d.]+) \| ([\w+]+) \|", out, re.M)
+    assert [(r, m, int(n), solver) for r, m, n, _, solver in rows] == [
+        ("a", "teacher", 50, "euler"), ("b", "student", 50, "euler"),
+        *[("c", "student", n, solver) for n in (2, 4) for _shift in (7, 17) for solver in ("euler", "dpm++2m")],
+        ("d", "teacher", 2, "euler")]
     assert re.search(r"\(b\) distilled 50 steps vs \(a\) 50-step CFG: [\d.]+x faster wall, [\d.]+x CPU", out), out
-    assert re.search(r"best few-step: student 2 steps, shift (7|17): ", out), out
-    assert re.search(r"recommended serve defaults for a distilled model: num_inference_steps=2 flow_shift=(7|17)", out)
+    assert re.search(r"best few-step: student 2 steps, shift (7|17), (euler|dpm\+\+2m): ", out), out
+    assert re.search(r"recommended serve defaults for a distilled model: num_inference_steps=2 flow_shift=(7|17) "
+                     r"solver=(euler|dpm\+\+2m)", out)
     figures = json.loads((tmp_path / "out.json").read_text())
     a = figures["table"][0]
     assert a["calls"] == 100 and a["latent_mse"] == 0 and a["speedup"] == 1

@@ -118,6 +118,7 @@ def test_api_key_is_required_on_v1_routes(served):
     ("num_inference_steps", 0, "[1, 200]"),
     ("guidance_scale", 99, "[0.0, 30.0]"),
     ("flow_shift", -1, "(0, 100]"),
+    ("solver", "heun", "euler, dpm++2m"),
     ("fps", 0, "[1, 60]"),
     ("seed", -5, "seed"),
     ("rewrite", "poetic", "none, normal, master"),

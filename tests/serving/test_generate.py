@@ -21,6 +21,13 @@ def test_generate_writes_the_requested_video(tmp_path, capsys):
     assert frames.shape == (9, 32, 64, 3)
     assert main([*args, "--out", str(tmp_path / "b.mp4"), "--dtype", "bfloat16"]) == 0
     assert decode((tmp_path / "b.mp4").read_bytes()).shape == (9, 32, 64, 3)
+    # The second-order solver's first two steps (from pure noise, where λ = -inf) and its last are
+    # Euler's; at four steps the third is corrected: the same video geometry, other pixels.
+    four = [*args[:-4], "--steps", "4", "--seed", "5"]
+    for solver in ("euler", "dpm++2m"):
+        assert main([*four, "--out", str(tmp_path / f"{solver}.mp4"), "--solver", solver]) == 0
+    euler, second = (decode((tmp_path / f"{s}.mp4").read_bytes()) for s in ("euler", "dpm++2m"))
+    assert second.shape == euler.shape == (9, 32, 64, 3) and not (second == euler).all()
     # The API's checks, named by their flag.
     assert main([*args[:-6], "--width", "60", "--out", str(tmp_path / "c.mp4")]) == 2
     assert "--width: width must be a multiple of 16" in capsys.readouterr().err
@@ -62,14 +69,22 @@ def test_a_distilled_export_defaults_to_its_measured_few_step_setting(tmp_path):
     from vidloom.models.dit.loading import build_dit, save_dit
     from vidloom.serving.model import resolve_model
     from vidloom.serving.params import VideoCreateRequest, resolve_params
-    from vidloom.training.runner import DISTILLED_SHIFT, DISTILLED_STEPS
+    from vidloom.training.runner import DISTILLED_SHIFT, DISTILLED_SOLVER, DISTILLED_STEPS
 
     meta = {"text_encoder": {"spec": "tiny", "state_dim": 32, "pooled_dim": 24},
             "sampling": {"guidance": "embedded", "num_inference_steps": DISTILLED_STEPS, "flow_shift": DISTILLED_SHIFT,
-                         "guidance_scale": 6.0}}
+                         "solver": DISTILLED_SOLVER, "guidance_scale": 6.0}}
     save_dit(build_dit(get_config("tiny", guidance_embed=True)), tmp_path / "final", meta=meta)
     spec = resolve_model(str(tmp_path / "final"))
     default = resolve_params(VideoCreateRequest(prompt="a boat", size="64x32", num_frames=5), spec)
     assert (default.num_inference_steps, default.flow_shift) == (20, 17.0)
     fifty = resolve_params(VideoCreateRequest(prompt="a boat", size="64x32", num_frames=5, num_inference_steps=50), spec)
     assert (fifty.num_inference_steps, fifty.flow_shift) == (50, 7.0)
+    assert default.solver == "euler"  # what the export records (Euler: measured no worse than DPM-Solver++)
+    # An export that records another solver gets it by default; a request may still name one.
+    save_dit(build_dit(get_config("tiny", guidance_embed=True)), tmp_path / "dpm",
+             meta={**meta, "sampling": {**meta["sampling"], "solver": "dpm++2m"}})
+    dpm = resolve_model(str(tmp_path / "dpm"))
+    assert resolve_params(VideoCreateRequest(prompt="a boat", size="64x32", num_frames=5), dpm).solver == "dpm++2m"
+    assert resolve_params(VideoCreateRequest(prompt="a boat", size="64x32", num_frames=5, solver="euler"),
+                          dpm).solver == "euler"

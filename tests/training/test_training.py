@@ -175,6 +175,7 @@ def test_distill_stage_student_approaches_the_teacher(latent_cache, tmp_path):
     assert meta["sampling"]["guidance"] == "embedded"
     # the serve defaults benchmarks/generation.py measured for a distilled model
     assert (meta["sampling"]["num_inference_steps"], meta["sampling"]["flow_shift"]) == (20, 17.0)
+    assert meta["sampling"]["solver"] == "euler"
 
 
 def test_vae_tiny_reconstruction_improves(demo_tiers, tmp_path):

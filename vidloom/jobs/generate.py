@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from vidloom.models.fast_path import FAST_PATH_MODES
+from vidloom.models.sampling.euler import SOLVERS
 from vidloom.serving.model import ModelSpecError
 from vidloom.serving.params import ParamError
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="denoising steps (default: the export's, else 50)")
     p.add_argument("--guidance-scale", type=float)
     p.add_argument("--flow-shift", type=float)
+    p.add_argument("--solver", choices=SOLVERS, help="ODE solver (default: the export's, else euler)")
     p.add_argument("--negative-prompt")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rewrite", choices=["none", "normal", "master"], default="normal")
@@ -51,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
     fields = {"prompt": args.prompt, "height": args.height, "width": args.width, "num_frames": args.frames,
               "fps": args.fps, "num_inference_steps": args.steps, "guidance_scale": args.guidance_scale,
-              "flow_shift": args.flow_shift, "negative_prompt": args.negative_prompt, "seed": args.seed,
+              "flow_shift": args.flow_shift, "solver": args.solver, "negative_prompt": args.negative_prompt,
+              "seed": args.seed,
               "rewrite": args.rewrite}
     try:
         spec = resolve_model(args.model, args.vae)

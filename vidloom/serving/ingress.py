@@ -34,7 +34,7 @@ api = FastAPI(
     title="vidloom",
     description="Text-to-video generation (HunyuanVideo system) behind the OpenAI Videos API. "
                 "Extension fields of POST /v1/videos: width, height, num_frames, fps, num_inference_steps, "
-                "guidance_scale, flow_shift, negative_prompt, seed, rewrite (none|normal|master).",
+                "guidance_scale, flow_shift, solver (euler|dpm++2m), negative_prompt, seed, rewrite (none|normal|master).",
     version="1",
 )
 

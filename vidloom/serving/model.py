@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vidloom.models.dit.config import CONFIGS, DiTConfig
-from vidloom.models.sampling import default_shift
+from vidloom.models.sampling import SOLVERS, default_shift
 from vidloom.models.text.registry import DEFAULT_TEXT_ENCODER
 from vidloom.models.weights_io import EXPORT_CONFIG, is_vidloom_export, read_export_meta
 
@@ -42,12 +42,14 @@ class Limits:
 @dataclass(frozen=True)
 class SamplingDefaults:
     """``guidance="embedded"``: a guidance-distilled DiT takes the scale as an input (one call
-    per step); ``"cfg"``: true classifier-free guidance with the negative prompt (two calls)."""
+    per step); ``"cfg"``: true classifier-free guidance with the negative prompt (two calls).
+    ``solver``: the ODE solver (`vidloom.models.sampling.SOLVERS`) measured best for the model."""
 
     guidance: Literal["embedded", "cfg"] = "cfg"
     num_inference_steps: int = 50
     flow_shift: float | None = None  # the shift measured for num_inference_steps; None: the report's
     guidance_scale: float = 6.0
+    solver: str = "euler"
 
     def shift_for(self, steps: int) -> float:
         """The model's own shift at its default step count; the report's shift for any other count
@@ -123,6 +125,8 @@ def _sampling(given: dict[str, Any], guidance_embed: bool) -> SamplingDefaults:
         raise ModelSpecError(f"_vidloom_meta.sampling.guidance must be 'embedded' or 'cfg', got {spec.guidance!r}")
     if spec.guidance == "embedded" and not guidance_embed:
         raise ModelSpecError("_vidloom_meta.sampling.guidance is 'embedded' but the DiT has no guidance embedding")
+    if spec.solver not in SOLVERS:
+        raise ModelSpecError(f"_vidloom_meta.sampling.solver must be one of {', '.join(SOLVERS)}, got {spec.solver!r}")
     return spec
 
 

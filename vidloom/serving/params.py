@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, ValidationError
 
+from vidloom.models.sampling import SOLVERS
 from vidloom.platform.config import StrictModel
 from vidloom.serving.model import ModelSpec
 
@@ -52,6 +53,7 @@ class VideoCreateRequest(StrictModel):
     num_inference_steps: int | None = None
     guidance_scale: float | None = None
     flow_shift: float | None = None
+    solver: str | None = None
     negative_prompt: str | None = None
     seed: int | None = None
     rewrite: str | None = None
@@ -70,6 +72,7 @@ class GenerationParams(StrictModel):
     guidance_scale: float
     guidance_mode: Literal["embedded", "cfg"]
     flow_shift: float
+    solver: str = "euler"
     seed: int
     rewrite: Literal["none", "normal", "master"]
 
@@ -159,6 +162,9 @@ def resolve_params(req: VideoCreateRequest, spec: ModelSpec, max_prompt_chars: i
     shift = req.flow_shift if req.flow_shift is not None else sampling.shift_for(steps)
     if not 0 < shift <= 100:
         raise ParamError("flow_shift", f"flow_shift must be in (0, 100], got {shift}")
+    solver = req.solver if req.solver is not None else sampling.solver
+    if solver not in SOLVERS:
+        raise ParamError("solver", f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
     seed = req.seed if req.seed is not None else random.randint(0, 2**31 - 1)
     _check("seed", seed, 0, MAX_SEED)
     rewrite = req.rewrite if req.rewrite is not None else "normal"
@@ -167,4 +173,4 @@ def resolve_params(req: VideoCreateRequest, spec: ModelSpec, max_prompt_chars: i
     return GenerationParams(
         prompt=prompt, negative_prompt=req.negative_prompt or "", width=width, height=height, num_frames=frames,
         fps=fps, num_inference_steps=steps, guidance_scale=scale, guidance_mode=sampling.guidance,
-        flow_shift=shift, seed=seed, rewrite=rewrite)
+        flow_shift=shift, solver=solver, seed=seed, rewrite=rewrite)

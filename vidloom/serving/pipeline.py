@@ -88,11 +88,12 @@ class DenoiseItem:
     shift: float
     guidance: str  # "embedded" | "cfg"
     guidance_scale: float
+    solver: str = "euler"
     job_id: str = ""
 
     @property
     def key(self) -> tuple:
-        return (self.latent_shape, self.steps, self.shift, self.guidance, self.guidance_scale,
+        return (self.latent_shape, self.steps, self.shift, self.guidance, self.guidance_scale, self.solver,
                 self.negative is not None, self.cond.states.shape[1])
 
 
@@ -120,7 +121,8 @@ class DenoiseStage:
         cfg = params.guidance_mode == "cfg" and params.guidance_scale > 1.0
         return DenoiseItem(cond=cond, negative=negative if cfg else None, latent_shape=shape, seed=params.seed,
                            steps=params.num_inference_steps, shift=params.flow_shift,
-                           guidance=params.guidance_mode, guidance_scale=params.guidance_scale, job_id=job_id)
+                           guidance=params.guidance_mode, guidance_scale=params.guidance_scale,
+                           solver=params.solver, job_id=job_id)
 
     @torch.no_grad()
     def __call__(self, items: list[DenoiseItem], on_step: StepCallback | None = None) -> list[torch.Tensor]:
@@ -135,7 +137,7 @@ class DenoiseStage:
         config = SamplerConfig(
             num_steps=first.steps, shift=first.shift,
             embedded_guidance_scale=first.guidance_scale if first.guidance == "embedded" else None,
-            cfg_scale=first.guidance_scale if first.guidance == "cfg" else 1.0)
+            cfg_scale=first.guidance_scale if first.guidance == "cfg" else 1.0, solver=first.solver)
         callback = None if on_step is None else (lambda i, n, *_: on_step(i, n))
         out = euler_sample(self.model, noise, cond, config=config, negative=negative, callback=callback,
                            model_dtype=self.dtype)

@@ -1,6 +1,7 @@
-"""Flow matching: the training objective (v = noise − data) and the Euler sampler."""
+"""Flow matching: the training objective (v = noise − data) and the sampler (Euler, DPM-Solver++(2M))."""
 
 from vidloom.models.sampling.euler import (
+    SOLVERS,
     SamplerConfig,
     cfg_combine,
     euler_sample,
@@ -18,6 +19,7 @@ from vidloom.models.sampling.flow_matching import (
 from vidloom.models.sampling.schedule import default_shift, shift_sigmas, sigma_schedule, sigmas_to_timesteps
 
 __all__ = [
+    "SOLVERS",
     "FlowMatchingConfig",
     "FlowMatchingLoss",
     "SamplerConfig",
