@@ -199,6 +199,23 @@ def test_concurrent_requests_of_one_shape_are_batched(served, ray_session):
     assert count > 0 and buckets.get(1.0, 0) < count, "no DiT batch larger than one on the metrics endpoint"
 
 
+def test_a_request_joins_the_batch_that_is_running(served):
+    """Continuous batching: a request that arrives while a same-shape batch denoises starts at
+    the DiT's next step, beside it, instead of after it."""
+    long = {"prompt": "a long river", **SMALL, "num_inference_steps": 150, "seed": 1}
+    first = served.post(long).json()["id"]
+    deadline = time.monotonic() + 60
+    while (status := served.get(f"/v1/videos/{first}").json())["status"] != "in_progress":
+        assert time.monotonic() < deadline and status["status"] == "queued", status
+        time.sleep(0.05)
+    second = served.post({**long, "prompt": "a short river", "num_inference_steps": 20, "seed": 2}).json()["id"]
+    late, early = served.wait(second), served.wait(first)
+    assert late["status"] == early["status"] == "completed"
+    # It was denoised beside the running request, and was done before it.
+    assert late["extras"]["batch_size"] == early["extras"]["batch_size"] == 2, (late["extras"], early["extras"])
+    assert late["completed_at"] <= early["completed_at"]
+
+
 def test_job_survives_the_ingress_replica_that_accepted_it(served, ray_session):
     job = served.post({"prompt": "a slow sunrise", **SMALL, "num_inference_steps": 60}).json()
     replica = job["extras"]["accepted_by"]

@@ -35,6 +35,34 @@ def test_generate_writes_the_requested_video(tmp_path, capsys):
     assert "--frames: num_frames must be 4k+1" in capsys.readouterr().err
 
 
+def test_a_request_joining_a_running_batch_gets_its_own_video(tmp_path):
+    """The DiT's continuous batching steps requests at different noise levels with one model
+    call, each on its own schedule: one that joins two steps late with fewer steps ends where it
+    would alone, and so does the other."""
+    from vidloom.serving.model import resolve_model
+    from vidloom.serving.params import VideoCreateRequest, resolve_params
+    from vidloom.serving.pipeline import TextToVideoPipeline
+
+    spec = resolve_model(str(save_tiny_export(tmp_path / "run" / "final")))
+    pipe = TextToVideoPipeline(spec)
+
+    def item(seed: int, solver: str, steps: int):
+        params = resolve_params(VideoCreateRequest(prompt=f"a boat {seed}", size="64x32", num_frames=5, seed=seed,
+                                                   num_inference_steps=steps, solver=solver), spec)
+        return pipe.denoise.item(spec, params, pipe.text([params.prompt]), pipe.text([""]))
+
+    for solver in ("euler", "dpm++2m"):
+        first, late = pipe.denoise.begin(item(0, solver, 6)), pipe.denoise.begin(item(1, solver, 5))
+        pipe.denoise.step([first])
+        pipe.denoise.step([first])
+        while not late.done:
+            pipe.denoise.step([d for d in (first, late) if not d.done])
+        assert first.done and (first.index, late.index) == (6, 5)
+        for state, seed, steps in ((first, 0, 6), (late, 1, 5)):
+            alone = pipe.denoise([item(seed, solver, steps)])[0]
+            assert (state.x - alone).abs().max().item() < 1e-5, solver
+
+
 def test_model_checks_at_start(tmp_path):
     from vidloom.models.dit.loading import build_dit, save_dit
     from vidloom.models.dit.config import get_config

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -19,6 +19,8 @@ from vidloom.serving.jobs import JobSettings
 from vidloom.serving.model import ModelSpecError, resolve_model
 
 DEPLOYMENTS = ("PromptRewriter", "TextEncoder", "DiT", "VAEDecoder", "VideoAPI")
+Deployment = Literal["PromptRewriter", "TextEncoder", "DiT", "VAEDecoder", "VideoAPI"]
+Threads = Annotated[int, Field(ge=1, le=256)]
 
 
 class ServeAppConfig(StrictModel):
@@ -40,13 +42,21 @@ class ServeAppConfig(StrictModel):
     sync_max_voxels: int = Field(256 * 256 * 33, ge=1)
     max_batch_size: int = Field(8, ge=1, le=64)
     batch_wait_timeout_s: float = Field(0.1, ge=0, le=10)
-    torch_threads: int | None = Field(None, ge=1, le=256)
+    # Torch CPU threads per replica: one number for every model deployment, or per deployment
+    # ({DiT: 2, VAEDecoder: 1}; the ones not named keep Ray's default, one per reserved CPU).
+    torch_threads: Threads | dict[Deployment, Threads] | None = None
     num_cpus: float | None = Field(None, ge=0)  # every replica's CPUs (small local clusters, tests)
     # Ulysses ranks per DiT replica (docs/parallelism.md): must divide the DiT's attention heads.
     sequence_parallel: int = Field(1, ge=1, le=64)
     # The DiT's fast path, as in training: off | on | compile (vidloom/models/fast_path.py).
     fast_path: FastPathSetting = "off"
-    replicas: dict[Literal["PromptRewriter", "TextEncoder", "DiT", "VAEDecoder", "VideoAPI"], int] = {}
+    replicas: dict[Deployment, int] = {}
+
+    def threads(self, deployment: str) -> int | None:
+        """The torch threads of `deployment`'s replicas (None: Ray's default)."""
+        if isinstance(self.torch_threads, dict):
+            return self.torch_threads.get(deployment)
+        return self.torch_threads
 
 
 def _api_key_sha256(env: str | None) -> str | None:
@@ -100,14 +110,14 @@ def build_app(args: dict[str, Any] | None = None):
             opts.update(_parallel_options(cfg))
         return opts
 
-    models = dict(device=cfg.device, dtype=cfg.dtype, torch_threads=cfg.torch_threads)
     rewriter = PromptRewriter.options(**options("PromptRewriter")).bind(cfg.rewriter)
-    text = TextEncoder.options(**options("TextEncoder")).bind(spec, torch_threads=cfg.torch_threads)
+    text = TextEncoder.options(**options("TextEncoder")).bind(spec, torch_threads=cfg.threads("TextEncoder"))
     dit = DiT.options(**options("DiT")).bind(spec, max_batch_size=cfg.max_batch_size,
                                              batch_wait_timeout_s=cfg.batch_wait_timeout_s,
                                              sequence_parallel=cfg.sequence_parallel, fast_path=cfg.fast_path,
-                                             **models)
-    vae = VAEDecoder.options(**options("VAEDecoder")).bind(spec, **models)
+                                             device=cfg.device, dtype=cfg.dtype, torch_threads=cfg.threads("DiT"))
+    vae = VAEDecoder.options(**options("VAEDecoder")).bind(spec, device=cfg.device, dtype=cfg.dtype,
+                                                           torch_threads=cfg.threads("VAEDecoder"))
     jobs = JobSettings(storage=cfg.storage, expire_after_s=cfg.expire_after_s, max_queue=cfg.max_queue,
                        timeout_s=cfg.timeout_s)
     return VideoAPI.options(**options("VideoAPI")).bind(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ray import serve
@@ -19,7 +19,15 @@ from ray import serve
 from vidloom.serving import metrics
 from vidloom.serving.model import ModelSpec
 from vidloom.serving.params import GenerationParams
-from vidloom.serving.pipeline import DecodeStage, DenoiseItem, DenoiseStage, GenerationStopped, RewriteStage, TextStage
+from vidloom.serving.pipeline import (
+    DecodeStage,
+    DenoiseItem,
+    Denoising,
+    DenoiseStage,
+    GenerationStopped,
+    RewriteStage,
+    TextStage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +83,19 @@ class TextEncoder:
 
 
 @dataclass
-class _Pending:
+class _Request:
+    """A request at the DiT: waiting for a batch, then denoising in one."""
+
     job_id: str
+    item: DenoiseItem
+    text_timings: dict[str, float]
     params: dict[str, Any]
-    text: dict[str, Any]
-    arrived: float
+    company: int  # jobs the store said were on their way behind this one
+    future: asyncio.Future
+    arrived: float = field(default_factory=time.perf_counter)
+    state: Denoising | None = None
+    admitted: float = 0.0
+    batch_size: int = 0  # the largest batch it was denoised in
 
 
 @serve.deployment(
@@ -88,8 +104,14 @@ class _Pending:
     ray_actor_options={"num_cpus": 1},
 )
 class DiT:
-    """Denoising with the flow-matching sampler. `@serve.batch` collects concurrent requests;
-    those of one shape and sampler setting are denoised as one batch."""
+    """Denoising with the flow-matching sampler, with continuous batching: one loop per replica
+    steps every running request of one latent shape, text length and guidance with one model
+    call, and a request that arrives while a batch runs joins it at the next step (at its own
+    noise level, on its own schedule) instead of waiting for the batch to finish. A request leaves the batch when its own steps
+    are done, or at the next step when its job is cancelled or timed out.
+
+    A sequence-parallel replica (`sequence_parallel > 1`) denoises each batch to the end on all
+    its ranks (`vidloom.serving.parallel`): requests join it only between batches."""
 
     def __init__(self, spec: ModelSpec, device: str = "cpu", dtype: str | None = None,
                  max_batch_size: int = 8, batch_wait_timeout_s: float = 0.1, torch_threads: int | None = None,
@@ -102,9 +124,12 @@ class DiT:
             self.stage = SequenceParallelDenoiser(spec, sequence_parallel, device, dtype, torch_threads, fast_path)
         else:
             self.stage = DenoiseStage(spec, device, dtype, fast_path)
-        self.denoise.set_max_batch_size(max_batch_size)
+        self.joinable = sequence_parallel == 1
+        self.max_batch_size = max_batch_size
         self.batch_wait_timeout_s = batch_wait_timeout_s
-        self.waiting = 0
+        self.waiting: list[_Request] = []
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.Task | None = None
         self._store = None
 
     async def check_health(self) -> None:
@@ -112,6 +137,8 @@ class DiT:
         check = getattr(self.stage, "check", None)
         if check is not None:
             await asyncio.to_thread(check)
+        if self._loop is not None and self._loop.done() and not self._loop.cancelled() and self._loop.exception():
+            raise RuntimeError(f"the DiT's batching loop stopped: {self._loop.exception()!r}")
 
     def _job_store(self):
         if self._store is None:
@@ -125,63 +152,167 @@ class DiT:
     async def __call__(self, job_id: str, params: dict[str, Any], text: dict[str, Any],
                        company: int = 0) -> dict[str, Any]:
         """`company`: how many other jobs are on their way to the DiT (the job store counts them).
-        A request with none starts at once: waiting `batch_wait_timeout_s` for a batch that cannot
-        fill would only add that wait to its latency."""
-        # Read when the batch loop takes the first request of a batch, i.e. right after this call.
-        self.denoise.set_batch_wait_timeout_s(self.batch_wait_timeout_s if company or self.waiting else 0.0)
-        self.waiting += 1
-        metrics.queue_depth("DiT", self.waiting)
-        return await self.denoise(_Pending(job_id, params, text, time.perf_counter()))
+        A new batch waits up to `batch_wait_timeout_s` for them; a request with none starts at
+        once, since any that come later join it between steps."""
+        item = DenoiseStage.item(self.spec, GenerationParams(**params), text["cond"], text["negative"], job_id=job_id)
+        request = _Request(job_id, item, text["timings_s"], params, company, asyncio.get_running_loop().create_future())
+        self.waiting.append(request)
+        metrics.queue_depth("DiT", len(self.waiting))
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        if self._loop is None or self._loop.done():
+            self._loop = asyncio.create_task(self._run())
+        self._wake.set()
+        return await request.future
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.1)
-    async def denoise(self, batch: list[_Pending]) -> list[dict[str, Any]]:
-        self.waiting -= len(batch)
-        metrics.queue_depth("DiT", self.waiting)
-        items = [DenoiseStage.item(self.spec, GenerationParams(**p.params), p.text["cond"], p.text["negative"],
-                                   job_id=p.job_id) for p in batch]
-        groups: dict[tuple, list[int]] = {}
-        for n, item in enumerate(items):
-            groups.setdefault(item.key, []).append(n)
-        results: list[dict[str, Any]] = [{} for _ in batch]
-        for members in groups.values():
-            group = [items[n] for n in members]
-            metrics.batch_size("DiT", len(group))
-            t0 = time.perf_counter()
+    # -- the batching loop ------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        running: list[_Request] = []
+        reports = _ProgressReports(self._job_store)
+        while True:
             try:
-                latents = await asyncio.to_thread(self._run, group)
-            except GenerationStopped as exc:
-                latents = [exc] * len(group)
-            seconds = time.perf_counter() - t0
-            for n, out in zip(members, latents):
-                timings = {**batch[n].text["timings_s"], "DiT": round(seconds, 4)}
-                results[n] = {"latents": out, "batch_size": len(group), "timings_s": timings}
-                metrics.generation_latency("DiT", metrics.resolution(batch[n].params),
-                                           time.perf_counter() - batch[n].arrived)
-        return results
+                running = await self._cycle(running, reports)
+            except Exception as exc:  # noqa: BLE001 - fail the batch's jobs, keep serving the next
+                log.exception("denoising batch of %d failed", len(running))
+                self._finish(running, exc)
+                running = []
 
-    def _run(self, group: list[DenoiseItem]):
+    async def _cycle(self, running: list[_Request], reports: _ProgressReports) -> list[_Request]:
+        """Admit, step until something changes, hand out what is done; returns the batch left."""
+        running = [r for r in running if not r.future.done()]  # callers that went away
+        if not running:
+            self.waiting = [r for r in self.waiting if not r.future.done()]
+            if not self.waiting:
+                self._wake.clear()
+                await self._wake.wait()
+                return []
+            await self._gather(self.waiting[0])
+        if (self.joinable or not running) and self.waiting:
+            running += self._admit(running)
+        if not running:
+            return []
+        stop: set[str] = set()
+        try:
+            if self.joinable:
+                stop = await asyncio.to_thread(self._steps, running, reports)
+            else:
+                await self._whole_batch(running, reports)
+        except GenerationStopped as exc:  # a sequence-parallel batch whose jobs all stopped
+            self._finish(running, exc)
+            return []
+        self._finish([r for r in running if r.state.done])
+        for r in running:
+            if r.job_id in stop and not r.state.done:
+                self._finish([r], GenerationStopped(
+                    f"stopped at step {r.state.index} of {r.item.steps}: cancelled or timed out"))
+        return [r for r in running if not r.state.done and r.job_id not in stop]
+
+    def _steps(self, running: list[_Request], reports: _ProgressReports) -> set[str]:
+        """Step the batch in a worker thread (the replica's event loop stays free to take
+        requests) until a request is done, one waits to join, or the store says to stop some;
+        returns those to stop. One thread hop per such event, not per step."""
+        key, states = running[0].item.key, [r.state for r in running]
+        while True:
+            self.stage.step(states)
+            if any(d.done for d in states) or any(r.future.done() for r in running):
+                return set()
+            stop = reports.update(running)
+            if stop:
+                return stop
+            if len(running) < self.max_batch_size and any(r.item.key == key for r in self.waiting):
+                return set()
+
+    async def _gather(self, first: _Request) -> None:
+        """Before a new batch: wait up to `batch_wait_timeout_s` after `first` arrived for the jobs
+        the store said were behind it, unless the batch is full."""
+        deadline = first.arrived + self.batch_wait_timeout_s
+        while first.company and len([r for r in self.waiting if r.item.key == first.item.key]) < min(
+                self.max_batch_size, first.company + 1):
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), left)
+            except asyncio.TimeoutError:
+                return
+
+    def _admit(self, running: list[_Request]) -> list[_Request]:
+        """Waiting requests of the running batch's key (or the oldest waiting one's), up to the
+        batch size limit, in arrival order."""
+        key = running[0].item.key if running else self.waiting[0].item.key
+        room = self.max_batch_size - len(running)
+        joining = [r for r in self.waiting if r.item.key == key and not r.future.done()][:room]
+        if not joining:
+            return []
+        now = time.perf_counter()
+        for r in joining:
+            self.waiting.remove(r)
+            r.admitted = now
+            if self.joinable:
+                r.state = self.stage.begin(r.item)
+        for r in [*running, *joining]:
+            r.batch_size = max(r.batch_size, len(running) + len(joining))
+        metrics.queue_depth("DiT", len(self.waiting))
+        return joining
+
+    async def _whole_batch(self, batch: list[_Request], reports: _ProgressReports) -> None:
+        """A sequence-parallel batch: every rank runs the same items to the end."""
+        def on_step(step: int, num_steps: int) -> None:
+            for r in batch:
+                r.state.index = min(step + 1, r.item.steps)
+            if reports.update(batch, blocking_stop=True):
+                raise GenerationStopped(f"stopped at step {step + 1} of {num_steps}: cancelled or timed out")
+
+        for r in batch:
+            r.state = Denoising(r.item, None, None)
+        latents = await asyncio.to_thread(self.stage, [r.item for r in batch], on_step)
+        for r, x in zip(batch, latents):
+            r.state.x, r.state.index = x, r.item.steps
+
+    def _finish(self, requests: list[_Request], error: BaseException | None = None) -> None:
+        now = time.perf_counter()
+        for r in requests:
+            if r.future.done():
+                continue
+            if error is not None:
+                r.future.set_exception(error)
+                continue
+            metrics.batch_size("DiT", r.batch_size)
+            metrics.generation_latency("DiT", metrics.resolution(r.params), now - r.arrived)
+            timings = {**r.text_timings, "DiT": round(now - r.admitted, 4)}
+            r.future.set_result({"latents": r.state.x.cpu(), "batch_size": r.batch_size, "timings_s": timings})
+
+
+class _ProgressReports:
+    """Progress of the running requests to the job store, which answers which jobs no longer
+    want a result. Reports go, and their answers are read once arrived (the sampler never waits
+    for the round trip), at most every `PROGRESS_INTERVAL_S`, so short steps pay nothing: a
+    cancel or a timeout stops its request within about two intervals."""
+
+    def __init__(self, store):
+        self.store = store
+        self.pending: list = []
+        self.last = 0.0
+
+    def update(self, running: list[_Request], blocking_stop: bool = False) -> set[str]:
         import ray
 
-        ids = [i.job_id for i in group]
-        pending: list = []
-        last_report = 0.0
-
-        def on_step(step: int, num_steps: int) -> None:
-            nonlocal last_report
-            # Progress to the job store, which answers which jobs no longer want a result. The
-            # answer is read one step later, so the sampler never waits for the round trip; and
-            # at most every PROGRESS_INTERVAL_S (and at the last step), so short steps do not
-            # pay a store call each.
-            if pending and ray.wait(pending, timeout=0)[0]:
-                stop = ray.get(pending.pop())
-                if len(stop) == len(ids):
-                    raise GenerationStopped(f"stopped at step {step + 1} of {num_steps}: cancelled or timed out")
-            now = time.perf_counter()
-            if not pending and (now - last_report >= PROGRESS_INTERVAL_S or step + 1 == num_steps):
-                last_report = now
-                pending.append(self._job_store().step.remote(ids, step, num_steps))
-
-        return self.stage(group, on_step)
+        stop: set[str] = set()
+        now = time.perf_counter()
+        if now - self.last < PROGRESS_INTERVAL_S:
+            return stop  # nothing due: not even a look at the last answer (a step may take 1 ms)
+        if self.pending and ray.wait(self.pending, timeout=0)[0]:
+            stop = set(ray.get(self.pending.pop()))
+            # A whole batch stops only when none of its jobs wants a result.
+            if blocking_stop and not {r.job_id for r in running} <= stop:
+                stop = set()
+        if running and not self.pending:
+            self.last = now
+            progress = {r.job_id: [r.state.index, r.item.steps] for r in running}
+            self.pending.append(self.store().step.remote(progress))
+        return stop
 
 
 @serve.deployment(

@@ -166,20 +166,20 @@ class JobStore:
 
     # -- called by the DiT replicas ------------------------------------------------------------
 
-    async def step(self, job_ids: list[str], step: int, num_steps: int) -> list[str]:
-        """Progress of a denoising batch; returns the jobs that should stop (cancelled, failed,
-        deleted), so a cancel or a timeout frees the DiT at the next step."""
+    async def step(self, progress: dict[str, list[int]]) -> list[str]:
+        """Progress of the DiT's running requests, ``{job id: [steps done, steps]}``; returns the
+        jobs that should stop (cancelled, failed, deleted), so a cancel or a timeout frees the
+        DiT at the next step."""
         stop = []
-        for job_id in job_ids:
+        for job_id, (done, num_steps) in progress.items():
             job = self.jobs.get(job_id)
             if job is None or job["status"] not in ACTIVE:
                 stop.append(job_id)
                 continue
             job["status"] = "in_progress"
             # Denoising is most of the work: steps map to 5..95 %, decoding to the rest.
-            job["progress"] = int(5 + 90 * (step + 1) / num_steps)
-        if stop and len(stop) == len(job_ids):
-            self.stopped_early += 1
+            job["progress"] = int(5 + 90 * done / num_steps)
+        self.stopped_early += len(stop)
         return stop
 
     # -- driving one job -----------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidloom.models.sampling import SamplerConfig, euler_sample, make_noise
+from vidloom.models.sampling import SamplerConfig, advance, make_noise, sigma_schedule, sigmas_to_timesteps, velocity
 from vidloom.models.text.base import TextEmbeddings
 from vidloom.platform.video_out import mp4_bytes, to_uint8_frames
 from vidloom.serving.model import ModelSpec, ModelSpecError
@@ -78,7 +78,9 @@ class TextStage:
 
 @dataclass
 class DenoiseItem:
-    """One request's input to the DiT. Items with equal `key` are denoised in one batch."""
+    """One request's input to the DiT. Items with equal `key` can share a model call: one
+    latent shape, text length and guidance. Their step counts, shifts and solvers may differ,
+    since every item keeps its own schedule and solver state (`Denoising`)."""
 
     cond: TextEmbeddings  # batch of one
     negative: TextEmbeddings | None  # for true CFG
@@ -93,8 +95,8 @@ class DenoiseItem:
 
     @property
     def key(self) -> tuple:
-        return (self.latent_shape, self.steps, self.shift, self.guidance, self.guidance_scale, self.solver,
-                self.negative is not None, self.cond.states.shape[1])
+        return (self.latent_shape, self.guidance, self.guidance_scale, self.negative is not None,
+                self.cond.states.shape[1])
 
 
 class DenoiseStage:
@@ -124,24 +126,60 @@ class DenoiseStage:
                            guidance=params.guidance_mode, guidance_scale=params.guidance_scale,
                            solver=params.solver, job_id=job_id)
 
+    def sampler(self, item: DenoiseItem) -> SamplerConfig:
+        return SamplerConfig(
+            num_steps=item.steps, shift=item.shift,
+            embedded_guidance_scale=item.guidance_scale if item.guidance == "embedded" else None,
+            cfg_scale=item.guidance_scale if item.guidance == "cfg" else 1.0, solver=item.solver)
+
+    def begin(self, item: DenoiseItem) -> Denoising:
+        """An item's starting state: its seed's noise at σ = 1 and its schedule."""
+        noise = make_noise((1, *item.latent_shape), generator=torch.Generator().manual_seed(item.seed))
+        config = self.sampler(item)
+        return Denoising(item, noise.to(self.device), sigma_schedule(config.num_steps, config.shift).to(self.device))
+
     @torch.no_grad()
+    def step(self, batch: list[Denoising]) -> None:
+        """One solver step of every state in `batch` (one `key`, any step index) with one model
+        call, each sample at its own noise level: requests may join a batch between steps."""
+        if len({d.item.key for d in batch}) != 1:
+            raise ValueError("a denoising batch must hold items of one shape, text length and guidance")
+        first = batch[0].item
+        x = torch.cat([d.x for d in batch])
+        t = sigmas_to_timesteps(torch.stack([d.sigmas[d.index] for d in batch]))
+        cond = TextEmbeddings.cat([d.item.cond for d in batch]).to(self.device)
+        negative = TextEmbeddings.cat([d.item.negative for d in batch]).to(self.device) if first.negative else None
+        v = velocity(self.model, x, t, cond, self.sampler(first), negative=negative, model_dtype=self.dtype)
+        for n, d in enumerate(batch):
+            d.x, d.previous = advance(x[n:n + 1], v[n:n + 1], d.sigmas[d.index], d.sigmas[d.index + 1],
+                                      d.item.solver, d.previous)
+            d.index += 1
+
     def __call__(self, items: list[DenoiseItem], on_step: StepCallback | None = None) -> list[torch.Tensor]:
-        """Denoise items of one `key` together; returns each item's float32 latents (1×C×T×h×w)."""
-        if len({i.key for i in items}) != 1:
-            raise ValueError("a denoising batch must hold items of one shape and one sampler setting")
-        first = items[0]
-        noise = torch.cat([make_noise((1, *i.latent_shape), generator=torch.Generator().manual_seed(i.seed))
-                           for i in items]).to(self.device)
-        cond = TextEmbeddings.cat([i.cond for i in items]).to(self.device)
-        negative = TextEmbeddings.cat([i.negative for i in items]).to(self.device) if first.negative else None
-        config = SamplerConfig(
-            num_steps=first.steps, shift=first.shift,
-            embedded_guidance_scale=first.guidance_scale if first.guidance == "embedded" else None,
-            cfg_scale=first.guidance_scale if first.guidance == "cfg" else 1.0, solver=first.solver)
-        callback = None if on_step is None else (lambda i, n, *_: on_step(i, n))
-        out = euler_sample(self.model, noise, cond, config=config, negative=negative, callback=callback,
-                           model_dtype=self.dtype)
-        return [x.unsqueeze(0).cpu() for x in out]
+        """Denoise items of one `key` together, each for its own steps; returns each item's float32
+        latents (1×C×T×h×w). `on_step(i, n)` follows the longest schedule."""
+        states = [self.begin(i) for i in items]
+        n = max(i.steps for i in items)
+        for i in range(n):
+            self.step([d for d in states if not d.done])
+            if on_step is not None:
+                on_step(i, n)
+        return [d.x.cpu() for d in states]
+
+
+@dataclass
+class Denoising:
+    """One item on its way from noise to latents: its sampler state between steps."""
+
+    item: DenoiseItem
+    x: torch.Tensor  # 1×C×T×h×w float32
+    sigmas: torch.Tensor  # the schedule, steps + 1 levels
+    index: int = 0  # steps done
+    previous: Any = None  # the solver's state from the last step (dpm++2m)
+
+    @property
+    def done(self) -> bool:
+        return self.index >= self.item.steps
 
 
 @dataclass

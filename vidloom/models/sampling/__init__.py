@@ -3,9 +3,11 @@
 from vidloom.models.sampling.euler import (
     SOLVERS,
     SamplerConfig,
+    advance,
     cfg_combine,
     euler_sample,
     make_noise,
+    velocity,
 )
 from vidloom.models.sampling.flow_matching import (
     FlowMatchingConfig,
@@ -23,6 +25,7 @@ __all__ = [
     "FlowMatchingConfig",
     "FlowMatchingLoss",
     "SamplerConfig",
+    "advance",
     "cfg_combine",
     "default_shift",
     "euler_sample",
@@ -34,5 +37,6 @@ __all__ = [
     "shift_sigmas",
     "sigma_schedule",
     "sigmas_to_timesteps",
+    "velocity",
     "velocity_target",
 ]

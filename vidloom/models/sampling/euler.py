@@ -140,28 +140,49 @@ def euler_sample(
         raise ValueError("sigmas must be a 1-D tensor with at least two levels")
     timesteps = sigmas_to_timesteps(sigmas[:-1])
     b = noise.shape[0]
-    use_cfg = negative is not None and config.cfg_scale > 1.0
-    guidance = None
-    if config.embedded_guidance_scale is not None:
-        guidance = torch.full((b,), float(config.embedded_guidance_scale), device=noise.device, dtype=torch.float32)
-
     x = noise.to(torch.float32)
     n = timesteps.numel()
-    levels = sigmas.tolist()
     previous: tuple[float, torch.Tensor] | None = None  # dpm++2m: (λ, x0 prediction) of the last step
     for i in range(n):
-        t = timesteps[i].expand(b)
-        v = _call(model, x, t, cond, guidance, model_dtype).float()
-        if use_cfg:
-            v_neg = _call(model, x, t, negative, guidance, model_dtype).float()
-            v = cfg_combine(v, v_neg, config.cfg_scale, config.cfg_rescale)
-        if config.solver == "euler":
-            x = x + (sigmas[i + 1] - sigmas[i]) * v
-        else:
-            x, previous = _dpm_solver_2m_step(x, v, levels[i], levels[i + 1], previous)
+        v = velocity(model, x, timesteps[i].expand(b), cond, config, negative=negative, model_dtype=model_dtype)
+        x, previous = advance(x, v, sigmas[i], sigmas[i + 1], config.solver, previous)
         if callback is not None:
             callback(i, n, float(sigmas[i]), float(sigmas[i + 1]), x)
     return x
+
+
+def velocity(
+    model: VelocityModel,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    cond: TextEmbeddings,
+    config: SamplerConfig,
+    *,
+    negative: TextEmbeddings | None = None,
+    model_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """The (guided) float32 velocity at `x` for per-sample timesteps `t` (B,): one model call, or
+    two with true CFG. Samples of one batch may sit at different noise levels (a server adds
+    requests to a running batch between steps)."""
+    guidance = None
+    if config.embedded_guidance_scale is not None:
+        guidance = torch.full((x.shape[0],), float(config.embedded_guidance_scale), device=x.device,
+                              dtype=torch.float32)
+    v = _call(model, x, t, cond, guidance, model_dtype).float()
+    if negative is not None and config.cfg_scale > 1.0:
+        v_neg = _call(model, x, t, negative, guidance, model_dtype).float()
+        v = cfg_combine(v, v_neg, config.cfg_scale, config.cfg_rescale)
+    return v
+
+
+def advance(x: torch.Tensor, v: torch.Tensor, sigma: float | torch.Tensor, sigma_next: float | torch.Tensor,
+            solver: str = "euler", previous: tuple[float, torch.Tensor] | None = None,
+            ) -> tuple[torch.Tensor, tuple[float, torch.Tensor] | None]:
+    """One solver step of the samples in `x` (all at noise level σ) to σ_next; returns the new x
+    and the state the next step needs (dpm++2m: this step's λ and data prediction)."""
+    if solver == "euler":
+        return x + (sigma_next - sigma) * v, None
+    return _dpm_solver_2m_step(x, v, float(sigma), float(sigma_next), previous)
 
 
 def _log_snr(sigma: float) -> float:
