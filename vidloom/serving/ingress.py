@@ -181,12 +181,12 @@ class VideoAPI:
     async def create_sync(self, request: Request) -> Response:
         """Generate and return the mp4 in this response (small requests only)."""
         job = await self._create(request, sync=True)
-        done = await self.store.wait.remote(job["id"], 24 * 3600)
-        if done is None or done["status"] != "completed":
+        answer = await self.store.wait.remote(job["id"], 24 * 3600, "video")
+        done = answer and answer["job"]
+        if not done or done["status"] != "completed":
             error = (done or {}).get("error") or {"code": "deleted", "message": "the job was deleted"}
             raise APIError(422 if done else 404, error["message"], type="generation_error", code=error["code"],
                            headers=NO_RETRY)
-        answer = await self.store.content.remote(job["id"], "video")
         return Response(answer["data"], media_type="video/mp4", headers={"x-video-id": job["id"]})
 
     @api.get("/v1/videos")

@@ -151,11 +151,17 @@ class JobStore:
         path = self.root / "videos" / f"{job_id}.{'jpg' if variant == 'thumbnail' else 'mp4'}"
         return {"status": "completed", "data": path.read_bytes()}
 
-    async def wait(self, job_id: str, timeout_s: float) -> dict[str, Any] | None:
+    async def wait(self, job_id: str, timeout_s: float, variant: str | None = None) -> dict[str, Any] | None:
+        """The job's record once it has ended (or after `timeout_s`); with `variant`, the record
+        and that file of a completed job (``{"job", "data"}``), in the same round trip."""
         task = self.tasks.get(job_id)
         if task is not None:
             await asyncio.wait([task], timeout=timeout_s)
-        return self.jobs.get(job_id)
+        job = self.jobs.get(job_id)
+        if variant is None or job is None:
+            return job
+        answer = await self.content(job_id, variant)
+        return {"job": job, "data": answer.get("data")}
 
     async def stats(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
