@@ -34,6 +34,8 @@ import requests
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from vidloom.models.fast_path import FAST_PATH_MODES, SERVE_FAST_PATH  # noqa: E402
 APP = "vidloom-bench"
 
 
@@ -52,13 +54,14 @@ def _tiny_export(folder: Path) -> str:
     return str(save_dit(build_dit(get_config("tiny")), folder, meta=meta))
 
 
-def _deploy(model: str, storage: str, port: int, batch: int, threads: int | dict[str, int]):
+def _deploy(model: str, storage: str, port: int, batch: int, threads: int | dict[str, int], fast_path: str):
     from ray import serve
 
     from vidloom.serving.app import build_app
 
     app = build_app({"model": model, "storage": storage, "num_cpus": 0, "torch_threads": threads,
-                     "max_batch_size": batch, "batch_wait_timeout_s": 0.2, "poll_after_ms": 100, "max_queue": 64,
+                     "fast_path": fast_path, "max_batch_size": batch, "batch_wait_timeout_s": 0.2,
+                     "poll_after_ms": 100, "max_queue": 64,
                      "replicas": {n: 1 for n in ("PromptRewriter", "TextEncoder", "DiT", "VAEDecoder", "VideoAPI")}})
     serve.run(app, name=APP, route_prefix="/")
     return f"http://127.0.0.1:{port}"
@@ -117,15 +120,16 @@ def run(args: argparse.Namespace) -> str:
     # timed in turn with the HTTP requests once the app runs (Ray's own processes idle beside both).
     torch.set_num_threads(args.threads)
     spec = resolve_model(model)
-    pipe = TextToVideoPipeline(spec)
+    pipe = TextToVideoPipeline(spec, fast_path=args.fast_path)
 
     init_ray(num_cpus=args.num_cpus)
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     lines = [f"serving benchmark: {spec.model_id} ({spec.num_parameters / 1e6:.2f} M parameters), "
-             f"{width}x{height}x{args.frames} frames, {args.threads} torch thread(s) per replica"]
+             f"{width}x{height}x{args.frames} frames, {args.threads} torch thread(s) per replica, "
+             f"fast path {args.fast_path}"]
     try:
-        url = _deploy(model, str(tmp / "store"), port, 8, args.threads)
+        url = _deploy(model, str(tmp / "store"), port, 8, args.threads, args.fast_path)
         _concurrent(url, body, 2)  # warm-up of the replicas' first batched call
         for steps in args.steps:
             one = {**body, "num_inference_steps": steps}
@@ -140,7 +144,7 @@ def run(args: argparse.Namespace) -> str:
         for mode, batch in (("on", 8), ("off", 1)):
             for dit_threads in args.dit_threads:
                 threads = {"DiT": dit_threads, "TextEncoder": args.threads, "VAEDecoder": args.threads}
-                url = _deploy(model, str(tmp / "store"), port, batch, threads)
+                url = _deploy(model, str(tmp / "store"), port, batch, threads, args.fast_path)
                 _concurrent(url, body, 2)  # warm-up of this deployment's path
                 for steps in args.batch_steps:
                     runs[(mode, dit_threads, steps)] = _concurrent(url, {**body, "num_inference_steps": steps}, 8)
@@ -184,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dit-threads", type=lambda t: sorted({int(x) for x in t.split(",")}),
                    default=sorted({1, os.cpu_count() or 1}),
                    help="torch threads of the DiT replica in (b), comma-separated (default: 1 and one per core)")
+    p.add_argument("--fast-path", choices=FAST_PATH_MODES, default=SERVE_FAST_PATH,
+                   help="the DiT's fast path, in-process and served (default: the server's)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     print(run(p.parse_args(argv)))
     return 0

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from vidloom.models.fast_path import FAST_PATH_MODES
+from vidloom.models.fast_path import FAST_PATH_MODES, SERVE_FAST_PATH
 from vidloom.models.sampling.euler import SOLVERS
 from vidloom.serving.model import ModelSpecError
 from vidloom.serving.params import ParamError
@@ -37,9 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rewriter", default=None, help="rewriter backend: keyword (default), openai, local")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
-    p.add_argument("--fast-path", choices=FAST_PATH_MODES, default="off",
-                   help="the DiT's fused kernels (on), plus torch.compile of its blocks (compile: pays off over "
-                        "many steps at one shape)")
+    p.add_argument("--fast-path", choices=FAST_PATH_MODES, default=SERVE_FAST_PATH,
+                   help="the DiT's fused kernels (on, the default, as the server), plus torch.compile of its blocks "
+                        "(compile: pays off over many steps at one shape); off: bit-identical to diffusers")
     return p
 
 

@@ -13,7 +13,7 @@ import sys
 import time
 
 from vidloom.jobs.arguments import add_ray_options
-from vidloom.models.fast_path import FAST_PATH_MODES
+from vidloom.models.fast_path import FAST_PATH_MODES, SERVE_FAST_PATH
 from vidloom.platform.config import ConfigError
 from vidloom.serving.app import ServeAppConfig, build_app
 
@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout-s", type=float, default=600.0, help="limit of one generation")
     p.add_argument("--sequence-parallel", type=int, default=1, metavar="P",
                    help="ranks per DiT replica (Ulysses; P divides the DiT's heads): docs/parallelism.md")
-    p.add_argument("--fast-path", choices=FAST_PATH_MODES, default="off",
-                   help="the DiT's fused kernels (on), plus torch.compile of its blocks (compile); as in training")
+    p.add_argument("--fast-path", choices=FAST_PATH_MODES, default=SERVE_FAST_PATH,
+                   help="the DiT's fused kernels (on, the default), plus torch.compile of its blocks (compile); "
+                        "off: bit-identical to diffusers; as in training")
     add_ray_options(p)
     return p
 

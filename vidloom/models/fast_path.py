@@ -23,5 +23,10 @@ def fast_path_mode(value: object) -> object:
     return ("on" if value else "off") if isinstance(value, bool) else value
 
 
+#: Serving's default (`vidloom serve`, `vidloom generate`, the app's `fast_path`): the fused kernels
+#: are the same function to float rounding and 10-20 % faster per step, more in a batch
+#: (docs/benchmarks.md, "Serving"). Training keeps "off", bit-identical to diffusers.
+SERVE_FAST_PATH: FastPathMode = "on"
+
 #: A config field's type: `fast_path: FastPathSetting = "off"`.
 FastPathSetting = Annotated[FastPathMode, BeforeValidator(fast_path_mode)]

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from vidloom.models.fast_path import FastPathSetting
+from vidloom.models.fast_path import SERVE_FAST_PATH, FastPathSetting
 from vidloom.platform.config import ConfigError, StrictModel, validate
 from vidloom.serving.jobs import JobSettings
 from vidloom.serving.model import ModelSpecError, resolve_model
@@ -49,7 +49,7 @@ class ServeAppConfig(StrictModel):
     # Ulysses ranks per DiT replica (docs/parallelism.md): must divide the DiT's attention heads.
     sequence_parallel: int = Field(1, ge=1, le=64)
     # The DiT's fast path, as in training: off | on | compile (vidloom/models/fast_path.py).
-    fast_path: FastPathSetting = "off"
+    fast_path: FastPathSetting = SERVE_FAST_PATH
     replicas: dict[Deployment, int] = {}
 
     def threads(self, deployment: str) -> int | None:
