@@ -116,3 +116,31 @@ def test_a_distilled_export_defaults_to_its_measured_few_step_setting(tmp_path):
     assert resolve_params(VideoCreateRequest(prompt="a boat", size="64x32", num_frames=5), dpm).solver == "dpm++2m"
     assert resolve_params(VideoCreateRequest(prompt="a boat", size="64x32", num_frames=5, solver="euler"),
                           dpm).solver == "euler"
+
+
+def test_a_stream_of_one_shape_does_not_hold_another_shape_back(tmp_path):
+    """The DiT's batching loop admits joiners of the running shape only up to the oldest waiting
+    request of another shape; that one starts as soon as the running batch has drained."""
+    import asyncio
+
+    from vidloom.serving.deployments import DiT, _Request
+    from vidloom.serving.model import resolve_model
+    from vidloom.serving.params import VideoCreateRequest, resolve_params
+    from vidloom.serving.pipeline import DenoiseStage, TextStage
+
+    spec = resolve_model(str(save_tiny_export(tmp_path / "run" / "final")))
+    dit, text, loop = DiT.func_or_class(spec), TextStage(spec), asyncio.new_event_loop()
+
+    def request(name: str, size: str, arrived: float) -> _Request:
+        params = resolve_params(VideoCreateRequest(prompt="a boat", size=size, num_frames=5), spec)
+        item = DenoiseStage.item(spec, params, text([params.prompt]), text([""]), job_id=name)
+        return _Request(name, item, {}, params.model_dump(), 0, loop.create_future(), arrived=arrived)
+
+    running, wide, tall, wide_late = (request("running", "64x32", 0.0), request("wide", "64x32", 1.0),
+                                      request("tall", "32x64", 2.0), request("wide-late", "64x32", 3.0))
+    dit.waiting = [wide, tall, wide_late]
+    key = running.item.key
+    assert tall.item.key != key
+    assert [r.job_id for r in dit._joiners(key, [running])] == ["wide"]  # not the one after "tall"
+    assert [r.job_id for r in dit._joiners(key, [])] == ["wide", "wide-late"]  # a new batch takes all
+    loop.close()

@@ -220,7 +220,7 @@ class DiT:
             stop = reports.update(running)
             if stop:
                 return stop
-            if len(running) < self.max_batch_size and any(r.item.key == key for r in self.waiting):
+            if len(running) < self.max_batch_size and self._joiners(key, running):
                 return set()
 
     async def _gather(self, first: _Request) -> None:
@@ -238,12 +238,19 @@ class DiT:
             except asyncio.TimeoutError:
                 return
 
+    def _joiners(self, key: tuple, running: list[_Request]) -> list[_Request]:
+        """Waiting requests that may join a batch of `key`, in arrival order. While a batch runs,
+        only those that came before the oldest request of another key: a stream of one shape
+        cannot hold another shape back for ever, which starts when this batch has drained."""
+        others = [r.arrived for r in self.waiting if r.item.key != key]
+        cutoff = min(others) if running and others else float("inf")
+        return [r for r in self.waiting if r.item.key == key and r.arrived < cutoff and not r.future.done()]
+
     def _admit(self, running: list[_Request]) -> list[_Request]:
         """Waiting requests of the running batch's key (or the oldest waiting one's), up to the
         batch size limit, in arrival order."""
         key = running[0].item.key if running else self.waiting[0].item.key
-        room = self.max_batch_size - len(running)
-        joining = [r for r in self.waiting if r.item.key == key and not r.future.done()][:room]
+        joining = self._joiners(key, running)[:self.max_batch_size - len(running)]
         if not joining:
             return []
         now = time.perf_counter()
