@@ -40,7 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vidloom.models.fast_path import FAST_PATH_MODES  # noqa: E402
-from vidloom.models.sampling.euler import SOLVERS  # noqa: E402
+from vidloom.models.sampling import SOLVERS  # noqa: E402
 
 DEFAULT_WORK = Path("/tmp/vidloom-bench-generation")
 TIERS = ["images_256", "images_512", "256p", "360p", "540p", "sft"]  # what dit-small's stages read

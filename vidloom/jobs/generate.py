@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from vidloom.models.fast_path import FAST_PATH_MODES, SERVE_FAST_PATH
-from vidloom.models.sampling.euler import SOLVERS
+from vidloom.models.sampling import SOLVERS
 from vidloom.serving.model import ModelSpecError
 from vidloom.serving.params import ParamError
 
@@ -54,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     fields = {"prompt": args.prompt, "height": args.height, "width": args.width, "num_frames": args.frames,
               "fps": args.fps, "num_inference_steps": args.steps, "guidance_scale": args.guidance_scale,
               "flow_shift": args.flow_shift, "solver": args.solver, "negative_prompt": args.negative_prompt,
-              "seed": args.seed,
-              "rewrite": args.rewrite}
+              "seed": args.seed, "rewrite": args.rewrite}
     try:
         spec = resolve_model(args.model, args.vae)
         params = resolve_params(parse_request({k: v for k, v in fields.items() if v is not None}), spec)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field
 
@@ -18,8 +18,8 @@ from vidloom.platform.config import ConfigError, StrictModel, validate
 from vidloom.serving.jobs import JobSettings
 from vidloom.serving.model import ModelSpecError, resolve_model
 
-DEPLOYMENTS = ("PromptRewriter", "TextEncoder", "DiT", "VAEDecoder", "VideoAPI")
 Deployment = Literal["PromptRewriter", "TextEncoder", "DiT", "VAEDecoder", "VideoAPI"]
+DEPLOYMENTS: tuple[str, ...] = get_args(Deployment)
 Threads = Annotated[int, Field(ge=1, le=256)]
 
 

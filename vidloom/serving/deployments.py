@@ -107,8 +107,9 @@ class DiT:
     """Denoising with the flow-matching sampler, with continuous batching: one loop per replica
     steps every running request of one latent shape, text length and guidance with one model
     call, and a request that arrives while a batch runs joins it at the next step (at its own
-    noise level, on its own schedule) instead of waiting for the batch to finish. A request leaves the batch when its own steps
-    are done, or at the next step when its job is cancelled or timed out.
+    noise level, on its own schedule) instead of waiting for the batch to finish. A request
+    leaves the batch when its own steps are done, or at the next step when its job is cancelled
+    or timed out.
 
     A sequence-parallel replica (`sequence_parallel > 1`) denoises each batch to the end on all
     its ranks (`vidloom.serving.parallel`): requests join it only between batches."""

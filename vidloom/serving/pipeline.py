@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -98,6 +99,13 @@ class DenoiseItem:
         return (self.latent_shape, self.guidance, self.guidance_scale, self.negative is not None,
                 self.cond.states.shape[1])
 
+    @cached_property
+    def sampler(self) -> SamplerConfig:
+        return SamplerConfig(
+            num_steps=self.steps, shift=self.shift,
+            embedded_guidance_scale=self.guidance_scale if self.guidance == "embedded" else None,
+            cfg_scale=self.guidance_scale if self.guidance == "cfg" else 1.0, solver=self.solver)
+
 
 class DenoiseStage:
     """The DiT and the flow-matching Euler sampler."""
@@ -126,17 +134,10 @@ class DenoiseStage:
                            guidance=params.guidance_mode, guidance_scale=params.guidance_scale,
                            solver=params.solver, job_id=job_id)
 
-    def sampler(self, item: DenoiseItem) -> SamplerConfig:
-        return SamplerConfig(
-            num_steps=item.steps, shift=item.shift,
-            embedded_guidance_scale=item.guidance_scale if item.guidance == "embedded" else None,
-            cfg_scale=item.guidance_scale if item.guidance == "cfg" else 1.0, solver=item.solver)
-
     def begin(self, item: DenoiseItem) -> Denoising:
         """An item's starting state: its seed's noise at σ = 1 and its schedule."""
         noise = make_noise((1, *item.latent_shape), generator=torch.Generator().manual_seed(item.seed))
-        config = self.sampler(item)
-        return Denoising(item, noise.to(self.device), sigma_schedule(config.num_steps, config.shift).to(self.device))
+        return Denoising(item, noise.to(self.device), sigma_schedule(item.steps, item.shift).to(self.device))
 
     @torch.no_grad()
     def step(self, batch: list[Denoising]) -> None:
@@ -149,7 +150,7 @@ class DenoiseStage:
         t = sigmas_to_timesteps(torch.stack([d.sigmas[d.index] for d in batch]))
         cond = TextEmbeddings.cat([d.item.cond for d in batch]).to(self.device)
         negative = TextEmbeddings.cat([d.item.negative for d in batch]).to(self.device) if first.negative else None
-        v = velocity(self.model, x, t, cond, self.sampler(first), negative=negative, model_dtype=self.dtype)
+        v = velocity(self.model, x, t, cond, first.sampler, negative=negative, model_dtype=self.dtype)
         for n, d in enumerate(batch):
             d.x, d.previous = advance(x[n:n + 1], v[n:n + 1], d.sigmas[d.index], d.sigmas[d.index + 1],
                                       d.item.solver, d.previous)
