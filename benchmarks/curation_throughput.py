@@ -233,7 +233,8 @@ def run_pipeline(paths: list[str], cfg, out: Path) -> tuple[int, float, dict]:
     videos = pq.read_table(out / "manifest" / "videos.parquet").to_pylist()
     frames = sum(int(v["num_frames"] or 0) for v in videos)
     info = {"videos": len(videos), "clips": summary.clips, "ok": summary.ok, "error": summary.error,
-            "wall_s": wall, "global_steps_s": seen["global_steps_s"], "operators": [], "out": out}
+            "wall_s": wall, "global_steps_s": seen["global_steps_s"], "operators": [], "out": out,
+            "stages": summary.stage_seconds}
     if "stream_start" in seen and "steps_start" in seen:
         info["stream_s"] = seen["steps_start"] - seen["stream_start"]
     if seen["datasets"]:
@@ -508,8 +509,12 @@ def _median(xs: list[float]) -> float:
 
 
 def stage_share_lines(info: dict, export_s: float | None) -> list[str]:
-    """The (b) time table: Ray Data's per-operator task time of the run, the global steps and
-    the first export (perf_counter), each as a share of their sum."""
+    """The (b) time table: each stage's wall and CPU seconds summed over its workers (the run
+    summary's `stage_seconds`, kept per stage also when stages share an actor), with the tasks
+    of the Ray Data operator that ran it; the start-up, the global steps and the first export
+    (perf_counter); each as a share of their sum."""
+    from vidloom.pipelines.curation.registry import STAGES_BY_NAME
+
     ops = [o for o in info.get("operators", []) if o["name"].startswith("MapBatches(")]
     rows = []
     if "startup_s" in info:
@@ -521,24 +526,29 @@ def stage_share_lines(info: dict, export_s: float | None) -> list[str]:
             return "-"
         return f"{o['start'] - t0:.1f}-{o['start'] - t0 + o['span_s']:.1f}"
 
-    rows += [(o["name"], o["wall_s"], o["cpu_s"], str(o["tasks"]), window(o)) for o in ops]
+    def operator(stage: str) -> dict | None:  # the operator whose actors ran `stage`
+        cls = STAGES_BY_NAME[stage].__name__
+        return next((o for o in ops if cls in o["name"][len("MapBatches("):-1].split("+")), None)
+
+    for stage, t in info.get("stages", {}).items():
+        op = operator(stage)
+        rows.append((f"stage {stage}", t["wall_s"], t["cpu_s"], str(op["tasks"]) if op else "-",
+                     window(op) if op else "-"))
     rows.append(("global steps (apply_global_steps, driver)", info.get("global_steps_s", float("nan")),
                  float("nan"), "-", "-"))
     if export_s is not None:
         rows.append(("export (run_export, first)", export_s, float("nan"), "-", "-"))
     total = sum(r[1] for r in rows if r[1] == r[1])
-    lines = ["(b) time per stage, last repeat: stages = Ray Data Dataset.stats() task wall/CPU s summed over",
-             "    actors; start-up, global steps, export = elapsed (perf_counter). Stages overlap in streaming,",
-             "    so shares are of the summed time, not of the elapsed run; 'tasks at' = first task start to",
-             "    last task end, s after build_dataset (later stages wait for their actors to start)",
+    lines = ["(b) time per stage, last repeat: stages = wall/CPU s each stage spent on the rows, summed over",
+             "    workers (run summary's stage_seconds); start-up, global steps, export = elapsed (perf_counter).",
+             "    Stages overlap in streaming, so shares are of the summed time, not of the elapsed run; 'tasks",
+             "    at' = first to last task of the Ray Data operator that ran the stage, s after build_dataset",
              f"    {'stage':<44}{'wall s':>9}{'cpu s':>9}{'tasks':>7}{'tasks at':>13}{'share':>8}"]
     for name, wall, cpu, tasks, span in rows:
         cpu_txt = "-" if cpu != cpu else f"{cpu:.2f}"
         lines.append(f"    {name:<44}{wall:>9.2f}{cpu_txt:>9}{tasks:>7}{span:>13}{100 * wall / total if total else 0:>7.1f}%")
-    other = [o["name"] for o in info.get("operators", []) if not o["name"].startswith("MapBatches(")]
-    if other:
-        lines.append("    (not in the table: " + ", ".join(
-            f"{o['name']} {o['wall_s']:.2f} s" for o in info["operators"] if o["name"] in other) + ")")
+    lines.append("    operators (Ray Data, task wall/CPU s): " + "; ".join(
+        f"{o['name']} {o['wall_s']:.2f}/{o['cpu_s']:.2f}, {o['tasks']} tasks" for o in info.get("operators", [])))
     if "stream_s" in info:
         ends = [o["start"] + o["span_s"] - t0 for o in ops if t0 is not None and o["start"] == o["start"]]
         last = f" (last stage task ended at {max(ends):.1f} s)" if ends else ""

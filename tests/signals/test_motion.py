@@ -24,6 +24,23 @@ def test_to_motion_gray_shrinks_and_greys(photos):
     assert small.shape == g.shape
 
 
+def test_to_motion_gray_of_a_full_hd_frame_is_the_area_average(photos):
+    """Large frames go through whole-block means first (cheap), then the last fractional step:
+    the result is close to one INTER_AREA shrink (both average boxes of the big frame)."""
+    import cv2
+
+    grey = cv2.cvtColor(photos["coffee"], cv2.COLOR_RGB2GRAY)
+    big = cv2.resize(grey, (1920, 1080), interpolation=cv2.INTER_CUBIC)
+    fast = to_motion_gray(big)
+    direct = cv2.resize(big, (228, 128), interpolation=cv2.INTER_AREA)
+    assert fast.shape == direct.shape == (128, 228)
+    assert np.abs(fast.astype(float) - direct).mean() < 3.0  # grey levels, on a detailed photo
+    # Motion measured on it is the motion of the content: a shift of 12 px at 1080p is 1.42 px here.
+    shifted = np.roll(big, 12, axis=1)
+    m = MotionEstimator()(fast, to_motion_gray(shifted))
+    assert m.tx * 228 == pytest.approx(12 * 128 / 1080, abs=0.15)
+
+
 @pytest.mark.parametrize(
     "kind,params,expect",
     [

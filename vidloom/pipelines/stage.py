@@ -15,7 +15,7 @@ stages onto actor pools using the declared resources.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import pyarrow as pa
 from pydantic import Field
@@ -35,6 +35,20 @@ class StageResources(StrictModel):
     min_workers: int = Field(1, ge=1, le=10_000)
     max_workers: int = Field(2, ge=1, le=10_000)
 
+    @classmethod
+    def fused(cls, members: "Sequence[StageResources]") -> "StageResources":
+        """What one worker of a fused group asks for: its stages run one after another in one
+        process, never at once, so the largest CPU, GPU and memory request of its members;
+        batch size and pool size are the first member's (the group is fed like that stage)."""
+        if not members:
+            raise ValueError("a fused group needs at least one stage")
+        first = members[0]
+        return cls(
+            num_cpus=max(m.num_cpus for m in members), num_gpus=max(m.num_gpus for m in members),
+            memory_gb=max(m.memory_gb for m in members), batch_size=first.batch_size,
+            min_workers=first.min_workers, max_workers=first.max_workers,
+        )
+
 
 class Stage:
     """Base class of pipeline stages."""
@@ -48,6 +62,14 @@ class Stage:
     default_resources: ClassVar[StageResources] = StageResources()
     # Stages that must run before this one whatever the config.
     requires: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def fusible(cls, config: Any) -> bool:
+        """Whether, under `config`, this stage may share an actor with its neighbours when a
+        `fuse` group lists it. Override to return False when a backend waits on something
+        outside the process (a remote model server): in its own pool it waits while the
+        decode and the other stages go on."""
+        return True
 
     @classmethod
     def dependencies(cls, config: Any) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ from pydantic import create_model, model_validator
 
 from vidloom.pipelines.curation.concepts import ConceptsConfig
 from vidloom.pipelines.curation.dedup import DedupConfig
-from vidloom.pipelines.curation.registry import STAGE_CLASSES, STAGE_ORDER
+from vidloom.pipelines.curation.registry import STAGE_CLASSES, STAGE_ORDER, STAGES_BY_NAME
 from vidloom.pipelines.curation.sections import DecodeConfig, OcrConfig, SignalsConfig, SplitConfig
 from vidloom.pipelines.stage import StageResources
 from vidloom.platform.config import StrictModel, load_config
@@ -59,7 +59,42 @@ class _PipelineChecks(StrictModel):
                     f"pipeline {stages} leaves out; add {missing} to `pipeline`"
                     + (f" or change {cls.name}'s backend" if cls.dependencies(self) != cls.requires else "")
                 )
+        seen: set[str] = set()
+        for k, group in enumerate([] if self.fuse == "all" else self.fuse):
+            if len(set(group)) != len(group) or seen & set(group):
+                raise ValueError(f"fuse[{k}]={group}: a stage may appear in one fuse group once")
+            seen |= set(group)
+            if list(group) != [s for s in STAGE_ORDER if s in group]:
+                raise ValueError(f"fuse[{k}]={group}: list the stages in pipeline order {list(STAGE_ORDER)}")
+            running = [s for s in group if s in stages]
+            if running:
+                between = stages[stages.index(running[0]):stages.index(running[-1]) + 1]
+                if between != running:
+                    raise ValueError(
+                        f"fuse[{k}]={group}: fused stages must run one after another, but "
+                        f"{[s for s in between if s not in running]} would run between them; add it to the group"
+                    )
         return self
+
+    def actor_groups(self) -> list[list[str]]:
+        """The stages of `pipeline` in order, grouped as they run on actors: the running stages
+        of one `fuse` group (`all`: one group of every stage) share one actor pool, every other
+        stage has its own. A group is
+        split where a stage is not `fusible` under this config (it waits on a remote server)
+        or asks for a different number of GPUs than the stage before it, so fusing never makes
+        a CPU stage hold a GPU, nor a decode wait on a VLM."""
+        fuse = [list(self.pipeline)] if self.fuse == "all" else self.fuse
+        group_of = {name: k for k, group in enumerate(fuse) for name in group}
+        groups: list[list[str]] = []
+        for name in self.pipeline:
+            prev = groups[-1][-1] if groups else None
+            if (prev is not None and name in group_of and group_of.get(prev) == group_of[name]
+                    and STAGES_BY_NAME[prev].fusible(self) and STAGES_BY_NAME[name].fusible(self)
+                    and getattr(self.stages, prev).num_gpus == getattr(self.stages, name).num_gpus):
+                groups[-1].append(name)
+            else:
+                groups.append([name])
+        return groups
 
 
 def _sections() -> dict[str, tuple[type, Any]]:
@@ -78,6 +113,7 @@ CurationConfig = create_model(
     __base__=_PipelineChecks,
     __doc__="The whole curation config: `pipeline`, each stage's sections, the global steps, `stages`.",
     pipeline=(list[StageName], list(STAGE_ORDER)),
+    fuse=(Literal["all"] | list[list[StageName]], "all"),
     **_sections(),
     dedup=(DedupConfig, DedupConfig()),
     concepts=(ConceptsConfig, ConceptsConfig()),

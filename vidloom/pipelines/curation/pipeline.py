@@ -9,8 +9,9 @@ killed run resumes where it stopped.
 from __future__ import annotations
 
 import json
+import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Iterable
 
@@ -18,9 +19,10 @@ from vidloom.pipelines.curation.config import CurationConfig
 from vidloom.pipelines.curation.manifest import ManifestStore
 from vidloom.pipelines.curation.rows import loads, new_video_row
 from vidloom.pipelines.curation.global_steps import apply_global_steps
-from vidloom.pipelines.curation.registry import STAGE_CLASSES
+from vidloom.pipelines.curation.registry import STAGE_CLASSES, STAGES_BY_NAME
 from vidloom.pipelines.curation.progress import ProgressDisplay
-from vidloom.pipelines.ray_data import apply_stage, start_progress_board
+from vidloom.pipelines.ray_data import STAGE_SECONDS, apply_stages, start_progress_board, sum_stage_seconds
+from vidloom.pipelines.stage import StageResources
 from vidloom.platform.config import dump_config
 from vidloom.platform.ids import video_id
 from vidloom.platform.storage import atomic_write_bytes, expand_inputs
@@ -40,6 +42,9 @@ class CurationSummary:
     wall_s: float
     video_seconds_per_s: float
     out: str
+    # Wall and CPU seconds each stage spent on this run's videos, summed over workers (stages
+    # overlap, and fused stages share a worker, so these add up to more than wall_s).
+    stage_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_text(self) -> str:
         return (
@@ -49,7 +54,18 @@ class CurationSummary:
             f"  clips: {self.clips} ok ({self.duplicates} near-duplicates of another), {self.clips_too_short} too short\n"
             f"  wall time {self.wall_s:.1f} s, {self.video_seconds:.1f} s of video this run,"
             f" {self.video_seconds_per_s:.2f} video-seconds per second"
+            + ("\n  stage time, wall/CPU s summed over workers: " + ", ".join(
+                f"{name} {t['wall_s']:.1f}/{t['cpu_s']:.1f}" for name, t in self.stage_seconds.items())
+               if self.stage_seconds else "")
         )
+
+
+def _input_size(source: str) -> int:
+    """Bytes of a local input (0 when it is not a local file, e.g. a URL or a missing path)."""
+    try:
+        return os.path.getsize(source)
+    except (OSError, ValueError):
+        return 0
 
 
 def build_dataset(sources: list[str], config: CurationConfig, progress=None):
@@ -58,12 +74,16 @@ def build_dataset(sources: list[str], config: CurationConfig, progress=None):
     import ray
 
     cfg = config.model_dump(mode="json")
+    # Largest files first: with several workers, the longest videos then start early instead of
+    # leaving one worker busy with them at the end while the others idle. The manifest keeps
+    # the input order (`ManifestStore.consolidate`).
+    sources = sorted(sources, key=_input_size, reverse=True)
     ds = ray.data.from_items([new_video_row(s) for s in sources], override_num_blocks=max(1, len(sources)))
-    for stage in STAGE_CLASSES:
-        if stage.name in config.pipeline:
-            ds = apply_stage(ds, stage, {"config": cfg}, getattr(config.stages, stage.name), progress)
+    for group in config.actor_groups():
+        resources = StageResources.fused([getattr(config.stages, name) for name in group])
+        ds = apply_stages(ds, [(STAGES_BY_NAME[name], {"config": cfg}) for name in group], resources, progress)
     # Frames stop here: only records, thumbnails and embeddings travel to the driver.
-    return ds.select_columns(["video_id", "source", "video_json", "clips_json", "thumbs", "embeddings"])
+    return ds.select_columns(["video_id", "source", "video_json", "clips_json", "thumbs", "embeddings", STAGE_SECONDS])
 
 
 def check_weights(config: CurationConfig) -> None:
@@ -90,6 +110,7 @@ def run_curation(inputs: Iterable[str], out: str | Path, config: CurationConfig,
     done = store.done_ids()
     todo = [s for s in sources if video_id(s) not in done]
     seconds_this_run = 0.0
+    stage_records: list[str] = []
     if todo:
         if display is not False:
             display = ProgressDisplay(list(config.pipeline), len(todo), None if display is True else display)
@@ -102,6 +123,7 @@ def run_curation(inputs: Iterable[str], out: str | Path, config: CurationConfig,
                 video, clips = loads(row["video_json"]), loads(row["clips_json"])
                 store.commit(video, clips, row["thumbs"] or [], row["embeddings"] or [])
                 seconds_this_run += float(video.get("duration_s") or 0.0)
+                stage_records.append(row[STAGE_SECONDS])
                 if display:
                     display.video_written(sum(c["status"] == "ok" for c in clips))
         finally:
@@ -126,6 +148,7 @@ def run_curation(inputs: Iterable[str], out: str | Path, config: CurationConfig,
         wall_s=round(wall, 3),
         video_seconds_per_s=round(seconds_this_run / wall, 3) if wall > 0 else 0.0,
         out=str(out),
+        stage_seconds=sum_stage_seconds(stage_records),
     )
     atomic_write_bytes(out / "summary.json", json.dumps(asdict(summary), indent=2).encode())
     return summary

@@ -38,6 +38,7 @@ def new_video_row(source: str) -> dict[str, Any]:
         "frame_clip": b"",
         "thumbs": [],
         "embeddings": [],  # [{"clip_id", "backend", "vector"}] from the embedding stage
+        "stage_seconds": "{}",  # {stage: [wall s, CPU s]} spent on this row (ray_data.STAGE_SECONDS)
     }
 
 

@@ -98,8 +98,10 @@ def _face_cascade() -> cv2.CascadeClassifier:
 
 def face_height(frames: list[np.ndarray]) -> float | None:
     """Median height of the largest frontal face / frame height, if a face is in >= half the frames."""
-    heights = []
-    for rgb in frames:
+    heights: list[float] = []
+    for seen, rgb in enumerate(frames):
+        if 2 * (len(heights) + len(frames) - seen) < len(frames):
+            return None  # the frames left cannot make half of them show a face: stop searching
         gray = cv2.equalizeHist(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY))
         side = max(24, int(MIN_FACE_FRACTION * min(gray.shape)))
         faces = _face_cascade().detectMultiScale(gray, scaleFactor=1.15, minNeighbors=6, minSize=(side, side))

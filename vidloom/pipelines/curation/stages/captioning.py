@@ -30,6 +30,11 @@ class CaptioningStage(ClipScoringStage):
     default_resources = StageResources(num_cpus=0.1, max_workers=1)  # ~0.3 GB resident
 
     @classmethod
+    def fusible(cls, config: Any) -> bool:
+        # An OpenAI-compatible server answers in seconds; fused, every decode would wait on it.
+        return config.caption.backend != "openai"
+
+    @classmethod
     def weights(cls, config: Any) -> list[tuple[str | None, str]]:
         if config.caption.backend != "local":
             return []

@@ -17,16 +17,18 @@ plus ``quality_technical`` / ``quality_aesthetic`` in the clip records of the st
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from vidloom.pipelines.curation.quality.config import QualityConfig
 from vidloom.pipelines.curation.quality.proxy import PROXY_BACKEND, proxy_quality
-from vidloom.pipelines.curation.quality.scorer import DoverScorer
 from vidloom.pipelines.curation.rows import clip_frames, dumps, loads
 from vidloom.pipelines.curation.stages.clip_scoring import ClipScoringStage
 from vidloom.pipelines.stage import Row, StageResources
+
+if TYPE_CHECKING:  # the DOVER scorer imports torch: only a dover actor pays for it
+    from vidloom.pipelines.curation.quality.scorer import DoverScorer
 
 
 class QualityStage(ClipScoringStage):
@@ -62,6 +64,8 @@ class QualityStage(ClipScoringStage):
 
     def setup(self) -> None:
         if self.quality.backend == "dover":
+            from vidloom.pipelines.curation.quality.scorer import DoverScorer
+
             self.scorer = DoverScorer.from_config(self.quality)
 
     def process_row(self, row: Row) -> Row:

@@ -3,10 +3,11 @@
 In a single pass it converts each frame once to full-size BGR (FFmpeg's conversion without
 scaling, the frame PySceneDetect itself sees), feeds the shot detector, ranks every frame's
 sharpness on the detector's small frame (for the clip's clearest start frame), and only for
-the few frames per second that need it shrinks the frame to analysis size: motion sample
-pairs and the kept RGB frames, on which clarity is measured. When the pass ends, shots become
-clip ranges and each clip gets its signals from those compact records. Only the handful of
-frames later stages need leave this stage; the decoded video never does.
+the few frames per second that need it shrinks the frame: motion sample pairs straight to the
+small grey frames optical flow runs on, the kept RGB frames (on which clarity is measured) to
+analysis size. When the pass ends, shots become clip ranges and each clip gets its signals
+from those compact records. Only the handful of frames later stages need leave this stage;
+the decoded video never does.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class VideoAnalysisStage(Stage):
     }
     # Decoding dominates, so this stage gets most of a CPU per actor and scales out (measured
     # resident size ~0.6 GB per actor).
-    default_resources = StageResources(num_cpus=0.8, max_workers=8)
+    default_resources = StageResources(num_cpus=0.8, min_workers=2, max_workers=8)
 
     def __init__(self, config: dict[str, Any], resources: StageResources | None = None):
         super().__init__(resources)
@@ -113,21 +114,21 @@ class VideoAnalysisStage(Stage):
             rec.sharpness.append(laplacian_variance(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)))
             motion_pair_end = pending is not None and pending[0] == i - 1
             keep, motion_start = i % keep_every == 0, i % motion_every == 0
-            if not (keep or motion_start or motion_pair_end):
-                continue
-            scaled = bgr if (bgr.shape[1], bgr.shape[0]) == size else cv2.resize(bgr, size, interpolation=interpolation)
-            rgb = cv2.cvtColor(scaled, cv2.COLOR_BGR2RGB)
-            gray = cv2.cvtColor(scaled, cv2.COLOR_BGR2GRAY)
-            if motion_pair_end:
-                motion_gray = to_motion_gray(gray, cfg.signals.motion_short_side)
-                diff = float(cv2.absdiff(pending[1], motion_gray).mean())
-                rec.motion.append((pending[0], self.motion_estimator(pending[1], motion_gray), diff))
-                pending = None
-            if motion_start:
-                pending = (i, to_motion_gray(gray, cfg.signals.motion_short_side))
+            if motion_pair_end or motion_start:
+                # Flow frames come straight from the full-size frame (grey, then block means):
+                # a third of all frames are flow frames, and the analysis-size shrink they used
+                # to go through is the costliest resize of the pass.
+                motion_gray = to_motion_gray(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), cfg.signals.motion_short_side)
+                if motion_pair_end:
+                    diff = float(cv2.absdiff(pending[1], motion_gray).mean())
+                    rec.motion.append((pending[0], self.motion_estimator(pending[1], motion_gray), diff))
+                    pending = None
+                if motion_start:
+                    pending = (i, motion_gray)
             if keep:
-                rec.kept.append((i, rgb))
-                rec.clarity.append((i, clarity(gray)))
+                scaled = bgr if (bgr.shape[1], bgr.shape[0]) == size else cv2.resize(bgr, size, interpolation=interpolation)
+                rec.kept.append((i, cv2.cvtColor(scaled, cv2.COLOR_BGR2RGB)))
+                rec.clarity.append((i, clarity(cv2.cvtColor(scaled, cv2.COLOR_BGR2GRAY))))
         return rec
 
     # -- per clip ---------------------------------------------------------------------

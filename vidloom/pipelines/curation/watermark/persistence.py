@@ -76,11 +76,15 @@ def _gradients(frames: Sequence[np.ndarray]) -> np.ndarray:
 
 def _persistence(grads: np.ndarray, p: PersistenceParams) -> np.ndarray:
     """Share of frames whose gradient is strong and aligned with the pool's mean direction."""
-    mean = grads.sum(axis=0)
-    direction = mean / (np.linalg.norm(mean, axis=-1, keepdims=True) + 1e-6)
-    mag = np.linalg.norm(grads, axis=-1)
-    cosine = (grads * direction).sum(axis=-1) / (mag + 1e-6)
-    return ((mag > p.edge_threshold) & (cosine > p.min_cosine)).mean(axis=0)
+    # x and y components apart: NumPy reductions over a length-2 last axis are ~3x slower
+    # than the same arithmetic on the two planes, and the cosine test needs no division.
+    gx, gy = grads[..., 0], grads[..., 1]
+    mx, my = gx.sum(axis=0), gy.sum(axis=0)
+    norm = np.sqrt(mx * mx + my * my) + 1e-6
+    dx, dy = mx / norm, my / norm
+    mag = np.sqrt(gx * gx + gy * gy)
+    aligned = gx * dx + gy * dy > p.min_cosine * (mag + 1e-6)
+    return ((mag > p.edge_threshold) & aligned).mean(axis=0, dtype=np.float64)
 
 
 def _band_mask(h: int, w: int, p: PersistenceParams) -> np.ndarray:
