@@ -1,9 +1,10 @@
 """The one adapter between vidloom stages and Ray Data.
 
-Each `Stage` becomes ``Dataset.map_batches`` over an actor pool
-(``compute=ActorPoolStrategy(min_size, max_size)``) with the stage's declared CPUs, GPUs,
-memory and batch size. Per-row error capture and the per-stage metrics live here, once, so a
-stage's own file holds only its work.
+Each `Stage`, or each group of fused stages, becomes ``Dataset.map_batches`` over an actor
+pool (``compute=ActorPoolStrategy(min_size, max_size)``) with the declared CPUs, GPUs, memory
+and batch size; a fused worker runs every batch through its stages in turn. Per-row error
+capture, the per-stage metrics and the per-stage time record (`STAGE_SECONDS`) live here,
+once, so a stage's own file holds only its work.
 """
 
 from __future__ import annotations

@@ -79,10 +79,9 @@ class _PipelineChecks(StrictModel):
     def actor_groups(self) -> list[list[str]]:
         """The stages of `pipeline` in order, grouped as they run on actors: the running stages
         of one `fuse` group (`all`: one group of every stage) share one actor pool, every other
-        stage has its own. A group is
-        split where a stage is not `fusible` under this config (it waits on a remote server)
-        or asks for a different number of GPUs than the stage before it, so fusing never makes
-        a CPU stage hold a GPU, nor a decode wait on a VLM."""
+        stage has its own. A group is split where a stage is not `fusible` under this config
+        (it waits on a remote server) or asks for a different number of GPUs than the stage
+        before it, so fusing never makes a CPU stage hold a GPU, nor a decode wait on a VLM."""
         fuse = [list(self.pipeline)] if self.fuse == "all" else self.fuse
         group_of = {name: k for k, group in enumerate(fuse) for name in group}
         groups: list[list[str]] = []
