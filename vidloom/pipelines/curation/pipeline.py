@@ -60,6 +60,10 @@ class CurationSummary:
         )
 
 
+#: What the driver reads of each finished row.
+DRIVER_COLUMNS = ("video_id", "source", "video_json", "clips_json", "thumbs", "embeddings", STAGE_SECONDS)
+
+
 def _input_size(source: str) -> int:
     """Bytes of a local input (0 when it is not a local file, e.g. a URL or a missing path)."""
     try:
@@ -79,11 +83,14 @@ def build_dataset(sources: list[str], config: CurationConfig, progress=None):
     # the input order (`ManifestStore.consolidate`).
     sources = sorted(sources, key=_input_size, reverse=True)
     ds = ray.data.from_items([new_video_row(s) for s in sources], override_num_blocks=max(1, len(sources)))
-    for group in config.actor_groups():
+    groups = config.actor_groups()
+    for k, group in enumerate(groups):
         resources = StageResources.fused([getattr(config.stages, name) for name in group])
-        ds = apply_stages(ds, [(STAGES_BY_NAME[name], {"config": cfg}) for name in group], resources, progress)
-    # Frames stop here: only records, thumbnails and embeddings travel to the driver.
-    return ds.select_columns(["video_id", "source", "video_json", "clips_json", "thumbs", "embeddings", STAGE_SECONDS])
+        # Frames stop in the last worker: only records, thumbnails and embeddings travel to
+        # the driver.
+        ds = apply_stages(ds, [(STAGES_BY_NAME[name], {"config": cfg}) for name in group], resources, progress,
+                          keep_columns=DRIVER_COLUMNS if k == len(groups) - 1 else None)
+    return ds
 
 
 def check_weights(config: CurationConfig) -> None:
