@@ -57,12 +57,12 @@ def _tiny_export(folder: Path) -> str:
 def _deploy(model: str, storage: str, port: int, batch: int, threads: int | dict[str, int], fast_path: str):
     from ray import serve
 
-    from vidloom.serving.app import build_app
+    from vidloom.serving.app import DEPLOYMENTS, build_app
 
     app = build_app({"model": model, "storage": storage, "num_cpus": 0, "torch_threads": threads,
                      "fast_path": fast_path, "max_batch_size": batch, "batch_wait_timeout_s": 0.2,
                      "poll_after_ms": 100, "max_queue": 64,
-                     "replicas": {n: 1 for n in ("PromptRewriter", "TextEncoder", "DiT", "VAEDecoder", "VideoAPI")}})
+                     "replicas": {n: 1 for n in DEPLOYMENTS}})
     serve.run(app, name=APP, route_prefix="/")
     return f"http://127.0.0.1:{port}"
 

@@ -150,7 +150,7 @@ def min_workers_that_fit(resources: StageResources, cluster: dict[str, float]) -
     fit = resources.min_workers
     for need, have in ((resources.num_cpus, cluster.get("CPU", 0.0)), (resources.num_gpus, cluster.get("GPU", 0.0))):
         if need > 0:
-            fit = min(fit, int(have // need + 1e-9))
+            fit = min(fit, int(have / need + 1e-9))
     return max(1, fit)
 
 

@@ -303,6 +303,7 @@ class _ProgressReports:
         self.store = store
         self.pending: list = []
         self.last = 0.0
+        self.stopped: set[str] = set()  # jobs the store already said to stop: not reported again
 
     def update(self, running: list[_Request], blocking_stop: bool = False) -> set[str]:
         import ray
@@ -311,14 +312,17 @@ class _ProgressReports:
         now = time.perf_counter()
         if now - self.last < PROGRESS_INTERVAL_S:
             return stop  # nothing due: not even a look at the last answer (a step may take 1 ms)
+        ids = {r.job_id for r in running}
+        self.stopped &= ids
         if self.pending and ray.wait(self.pending, timeout=0)[0]:
-            stop = set(ray.get(self.pending.pop()))
+            self.stopped |= set(ray.get(self.pending.pop()))
+            stop = self.stopped & ids
             # A whole batch stops only when none of its jobs wants a result.
-            if blocking_stop and not {r.job_id for r in running} <= stop:
+            if blocking_stop and stop != ids:
                 stop = set()
-        if running and not self.pending:
+        progress = {r.job_id: [r.state.index, r.item.steps] for r in running if r.job_id not in self.stopped}
+        if progress and not self.pending:
             self.last = now
-            progress = {r.job_id: [r.state.index, r.item.steps] for r in running}
             self.pending.append(self.store().step.remote(progress))
         return stop
 

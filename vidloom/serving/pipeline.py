@@ -135,9 +135,12 @@ class DenoiseStage:
                            solver=params.solver, job_id=job_id)
 
     def begin(self, item: DenoiseItem) -> Denoising:
-        """An item's starting state: its seed's noise at σ = 1 and its schedule."""
+        """An item's starting state: its seed's noise at σ = 1, its schedule, and its text on the
+        model's device (moved once here, not at every step)."""
         noise = make_noise((1, *item.latent_shape), generator=torch.Generator().manual_seed(item.seed))
-        return Denoising(item, noise.to(self.device), sigma_schedule(item.steps, item.shift).to(self.device))
+        return Denoising(item, noise.to(self.device), sigma_schedule(item.steps, item.shift).to(self.device),
+                         cond=item.cond.to(self.device),
+                         negative=item.negative.to(self.device) if item.negative is not None else None)
 
     @torch.no_grad()
     def step(self, batch: list[Denoising]) -> None:
@@ -148,8 +151,8 @@ class DenoiseStage:
         first = batch[0].item
         x = torch.cat([d.x for d in batch])
         t = sigmas_to_timesteps(torch.stack([d.sigmas[d.index] for d in batch]))
-        cond = TextEmbeddings.cat([d.item.cond for d in batch]).to(self.device)
-        negative = TextEmbeddings.cat([d.item.negative for d in batch]).to(self.device) if first.negative else None
+        cond = TextEmbeddings.cat([d.cond for d in batch])
+        negative = TextEmbeddings.cat([d.negative for d in batch]) if first.negative else None
         v = velocity(self.model, x, t, cond, first.sampler, negative=negative, model_dtype=self.dtype)
         for n, d in enumerate(batch):
             d.x, d.previous = advance(x[n:n + 1], v[n:n + 1], d.sigmas[d.index], d.sigmas[d.index + 1],
@@ -177,6 +180,8 @@ class Denoising:
     sigmas: torch.Tensor  # the schedule, steps + 1 levels
     index: int = 0  # steps done
     previous: Any = None  # the solver's state from the last step (dpm++2m)
+    cond: TextEmbeddings | None = None  # the item's text on the model's device
+    negative: TextEmbeddings | None = None
 
     @property
     def done(self) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from vidloom.pipelines.ray_data import STAGE_SECONDS
 from vidloom.platform.ids import video_id as make_video_id
 
 # Columns of OUT/manifest/videos.parquet, in order.
@@ -38,7 +39,7 @@ def new_video_row(source: str) -> dict[str, Any]:
         "frame_clip": b"",
         "thumbs": [],
         "embeddings": [],  # [{"clip_id", "backend", "vector"}] from the embedding stage
-        "stage_seconds": "{}",  # {stage: [wall s, CPU s]} spent on this row (ray_data.STAGE_SECONDS)
+        STAGE_SECONDS: "{}",  # {stage: [wall s, CPU s]} spent on this row
     }
 
 

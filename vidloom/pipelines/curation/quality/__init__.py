@@ -26,25 +26,4 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = [
-    "CALIBRATION",
-    "CHECKPOINT_SETTING",
-    "DOVER",
-    "DoverCheckpointError",
-    "DoverScorer",
-    "DoverScores",
-    "PROXY_BACKEND",
-    "ProxyCalibration",
-    "ProxyFactors",
-    "QualityConfig",
-    "aesthetic_view",
-    "check_quality_weights",
-    "fragment_mosaic",
-    "fuse",
-    "load_dover",
-    "load_dover_state",
-    "proxy_factors",
-    "proxy_quality",
-    "technical_view",
-    "unwrap_state_dict",
-]
+__all__ = sorted(_SUBMODULE)
