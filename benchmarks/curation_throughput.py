@@ -142,6 +142,43 @@ def decode_floor(paths: list[str], cfg, convert: bool = True) -> tuple[int, floa
     return frames, time.perf_counter() - start
 
 
+# -- text detection: int8 against fp32 ---------------------------------------------------------
+def compare_ocr(paths: list[str], cfg, per_video: int = 4) -> dict:
+    """The text detector in fp32 and in int8 (`ocr.precision`) on the same real frames, one
+    after the other in this process: ms per frame, the speed-up, and how far text_ratio moves.
+    Making the int8 copy (or finding it cached) is timed apart; it also warms the cache, so the
+    pipeline runs below load it as any later run on this machine does."""
+    from vidloom.platform.media import DecodeError, VideoReader
+    from vidloom.pipelines.curation.signals.text import TextDetector
+
+    frames: list[np.ndarray] = []
+    for path in dict.fromkeys(paths):  # each file once
+        try:
+            with VideoReader(path, threads=cfg.decode.threads) as reader:
+                decoded = [f.image for f in reader.frames(short_side=cfg.decode.analysis_short_side,
+                                                          interpolation=cfg.decode.interpolation)]
+        except DecodeError:
+            continue
+        step = max(1, len(decoded) // per_video)
+        frames += decoded[step // 2::step][:per_video]
+    kw = dict(det_limit_side_len=cfg.ocr.det_limit_side_len, intra_op_threads=cfg.ocr.threads)
+    t = time.perf_counter()
+    int8 = TextDetector(precision="int8", **kw)
+    build_s = time.perf_counter() - t
+    fp32 = TextDetector(precision="fp32", **kw)
+    out = {"frames": len(frames), "int8_build_s": build_s, "label": int8.label}
+    for name, det in (("fp32", fp32), ("int8", int8)):
+        det.frame_text_ratios(frames[:2])  # first-run allocations off the clock
+        t = time.perf_counter()
+        out[name] = det.frame_text_ratios(frames)
+        out[f"{name}_ms"] = 1000 * (time.perf_counter() - t) / max(1, len(frames))
+    diffs = np.abs(np.array(out["fp32"]) - np.array(out["int8"]))
+    out["max_diff"] = float(diffs.max()) if len(diffs) else 0.0
+    texty = lambda xs: sum(1 for x in xs if x > 0.01)  # noqa: E731
+    out["text_frames"] = (texty(out["fp32"]), texty(out["int8"]))
+    return out
+
+
 # -- (b) the pipeline ------------------------------------------------------------------------
 def start_ray(num_cpus: int = 2) -> float:
     """Start (or join) the local Ray once; returns the seconds it took (not counted)."""
@@ -346,9 +383,10 @@ def run_sequential(paths: list[str], cfg) -> SequentialResult:
     res = SequentialResult(parts={k: 0.0 for k in ("ocr_load", "shots", "sharpness", "motion", "border", "ocr")})
     t_all = time.perf_counter()
     t = time.perf_counter()
-    ocr = TextDetector(
+    ocr = TextDetector(  # the pipeline's detector, precision included: the same work
         backend=cfg.ocr.backend, model_dir=cfg.ocr.model_dir,
         det_limit_side_len=cfg.ocr.det_limit_side_len, intra_op_threads=cfg.ocr.threads,
+        precision=cfg.ocr.resolved_precision,
     )
     res.parts["ocr_load"] += time.perf_counter() - t
     estimator = MotionEstimator()
@@ -572,6 +610,7 @@ def run_benchmark(
     rows: dict[str, list[tuple[int, float]]] = {"decode": [], "floor": [], "pipeline": [], "sequential": [],
                                                 "pipeline_full": []}
     ratio_floor, ratio_seq, ratio_full, seq_parts, info = [], [], [], [], {}
+    ocr = compare_ocr(paths, cfg)
     for rep in range(repeat):
         rows["decode"].append(decode_floor(paths, cfg, convert=False))
         rows["floor"].append(decode_floor(paths, cfg, convert=True))
@@ -642,6 +681,10 @@ def run_benchmark(
                      f"k-means fit {g['kmeans_fit_s']:.2f} s (cpu {g['kmeans_fit_cpu_s']:.2f}, k={g['kmeans_k']}), "
                      f"assignment {g['assign_s']:.2f} s ({g['assign']}, driver cpu {g['assign_cpu_s']:.2f}, "
                      f"{g['clusters_used']} clusters used), total {g['total_s']:.2f} s")
+    lines.append(f"text detection on {ocr['frames']} real frames ({ocr['label']}; int8 copy made or found "
+                 f"in {ocr['int8_build_s']:.1f} s): fp32 {ocr['fp32_ms']:.1f} ms/frame, int8 {ocr['int8_ms']:.1f} "
+                 f"ms/frame, speed-up {ocr['fp32_ms'] / max(ocr['int8_ms'], 1e-9):.2f}x; text_ratio max |diff| "
+                 f"{ocr['max_diff']:.3f}, frames with text (> 0.01) fp32 {ocr['text_frames'][0]}, int8 {ocr['text_frames'][1]}")
     if split_video:
         sp = compare_split(split_video, cfg, repeat)
         lines.append(f"shot split on {Path(split_video).name}: ours (VideoReader + ShotDetector) "

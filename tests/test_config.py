@@ -33,12 +33,23 @@ def test_defaults_load_and_overrides_apply(tmp_path):
         ("split.min_clip_s=abc", "split.min_clip_s"),
         ("split.treshold=20", "split.treshold: unknown key"),
         ("split.max_clip_s=3", "split.max_clip_s (3.0) must be at least twice split.min_clip_s"),
+        ("ocr.precision=fp16", "ocr.precision: must be one of"),
     ],
 )
 def test_wrong_values_name_the_key_and_the_range(override, expected):
     with pytest.raises(ConfigError) as info:
         load_curation_config(None, [override])
     assert expected in str(info.value)
+
+
+def test_ocr_precision_resolves_per_backend_and_int8_needs_rapidocr():
+    assert load_curation_config().ocr.resolved_precision == "int8"
+    assert load_curation_config(None, ["ocr.precision=fp32"]).ocr.resolved_precision == "fp32"
+    paddle = load_curation_config(None, ["ocr.backend=paddleocr", "ocr.model_dir=/models/det"])
+    assert paddle.ocr.resolved_precision == "fp32"
+    with pytest.raises(ConfigError) as info:
+        load_curation_config(None, ["ocr.backend=paddleocr", "ocr.precision=int8"])
+    assert "ocr.precision 'int8'" in str(info.value) and "ocr.backend 'paddleocr'" in str(info.value)
 
 
 def test_cli_rejects_a_bad_value_before_any_work(tmp_path):

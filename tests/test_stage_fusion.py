@@ -92,3 +92,8 @@ def test_fused_and_separate_pools_write_the_same_manifest(ray_session, sample_co
         assert summary.stage_seconds["video_analysis"]["wall_s"] > 0
         assert summary.stage_seconds["video_analysis"]["cpu_s"] > 0
         assert "stage time, wall/CPU s summed over workers: video_analysis" in summary.to_text()
+        # What made each signal is in the summary too: the text detector in int8 by default.
+        assert summary.backends["text"] == ["rapidocr:PP-OCRv6_det_small:int8"]
+        assert summary.backends["quality"] == ["proxy-v1"]
+        assert "made by: " in summary.to_text() and "text rapidocr:PP-OCRv6_det_small:int8" in summary.to_text()
+    assert {c["text_backend"] for c in fused_clips if c["status"] == "ok"} == {"rapidocr:PP-OCRv6_det_small:int8"}

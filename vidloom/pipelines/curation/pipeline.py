@@ -45,6 +45,9 @@ class CurationSummary:
     # Wall and CPU seconds each stage spent on this run's videos, summed over workers (stages
     # overlap, and fused stages share a worker, so these add up to more than wall_s).
     stage_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+    # What made each signal of the ok clips: every manifest column named `<signal>_backend`,
+    # its distinct values (e.g. text: ["rapidocr:PP-OCRv6_det_small:int8"]).
+    backends: dict[str, list[str]] = field(default_factory=dict)
 
     def to_text(self) -> str:
         return (
@@ -57,6 +60,8 @@ class CurationSummary:
             + ("\n  stage time, wall/CPU s summed over workers: " + ", ".join(
                 f"{name} {t['wall_s']:.1f}/{t['cpu_s']:.1f}" for name, t in self.stage_seconds.items())
                if self.stage_seconds else "")
+            + ("\n  made by: " + "; ".join(f"{name} {', '.join(v)}" for name, v in self.backends.items())
+               if self.backends else "")
         )
 
 
@@ -100,6 +105,18 @@ def check_weights(config: CurationConfig) -> None:
         if stage.name in config.pipeline:
             for value, setting in stage.weights(config):
                 resolve_weights(value, setting)
+
+
+def _backends(clips) -> dict[str, list[str]]:
+    """Distinct values of each `<signal>_backend` column over the ok clips."""
+    ok = [status == "ok" for status in clips.column("status").to_pylist()]
+    found = {}
+    for name in clips.column_names:
+        if name.endswith("_backend"):
+            values = {v for v, keep in zip(clips.column(name).to_pylist(), ok) if keep and v}
+            if values:
+                found[name[: -len("_backend")]] = sorted(values)
+    return found
 
 
 def run_curation(inputs: Iterable[str], out: str | Path, config: CurationConfig,
@@ -156,6 +173,7 @@ def run_curation(inputs: Iterable[str], out: str | Path, config: CurationConfig,
         video_seconds_per_s=round(seconds_this_run / wall, 3) if wall > 0 else 0.0,
         out=str(out),
         stage_seconds=sum_stage_seconds(stage_records),
+        backends=_backends(clips),
     )
     atomic_write_bytes(out / "summary.json", json.dumps(asdict(summary), indent=2).encode())
     return summary

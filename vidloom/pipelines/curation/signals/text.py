@@ -8,7 +8,9 @@ Backends:
 * ``rapidocr`` (default): the PP-OCR detection ONNX model shipped inside the rapidocr wheel
   (PP-OCRv6 small in rapidocr 3.10), run by our own onnxruntime session so thread counts are
   explicit (a Ray actor should own exactly the cores it reserved) and nothing is ever
-  downloaded. rapidocr's `TextDetector` does the resize / DB post-processing.
+  downloaded. rapidocr's `TextDetector` does the resize / DB post-processing. With
+  ``precision="int8"`` (the curation default) the session runs an int8 copy of that model,
+  quantized on this machine and cached (`text_int8.py`): 3-4x faster, same text_ratio.
 * ``paddleocr``: PaddleOCR 3.x `TextDetection` loading an exported detection model from the
   local folder configured as ``curation.ocr.model_dir`` (never downloaded).
 
@@ -71,6 +73,12 @@ class TextDetector:
             folder holding one (``curation.ocr.det_model``).
         paddle_model_name: paddleocr model name; default read from the folder's inference.yml.
         thresh, box_thresh, unclip_ratio: DB post-processing parameters.
+        precision: rapidocr backend: "fp32" runs the ONNX file as it is, "int8" an int8 copy
+            of it made and cached on first use (`text_int8.int8_model`). The paddleocr
+            backend runs fp32 only.
+
+    `label` names what ran, for the manifest's `text_backend` column:
+    ``rapidocr:<model file stem>:<precision>`` or ``paddleocr:<model name>``.
     """
 
     def __init__(
@@ -83,18 +91,25 @@ class TextDetector:
         thresh: float = DEFAULT_THRESH,
         box_thresh: float = DEFAULT_BOX_THRESH,
         unclip_ratio: float = DEFAULT_UNCLIP_RATIO,
+        precision: str = "fp32",
     ):
         if det_limit_side_len < 32:
             raise ValueError(f"det_limit_side_len must be >= 32, got {det_limit_side_len}")
         self.backend = backend
         self.det_limit_side_len = int(det_limit_side_len)
         self.intra_op_threads = max(1, int(intra_op_threads))
+        if precision not in ("fp32", "int8"):
+            raise ValueError(f"unknown precision {precision!r}; use 'fp32' or 'int8'")
+        if precision == "int8" and backend != "rapidocr":
+            raise ValueError(f"precision 'int8' needs the rapidocr backend, not {backend!r}")
+        self.precision = precision
         if backend == "rapidocr":
             self._det = _build_rapidocr(
                 model_dir, self.det_limit_side_len, self.intra_op_threads,
-                thresh, box_thresh, unclip_ratio,
+                thresh, box_thresh, unclip_ratio, precision,
             )
             self.model_path: Path = self._det.path
+            self.label = f"rapidocr:{self._det.source.stem}:{precision}"
         elif backend == "paddleocr":
             # Resolve first: a missing folder must fail here, before paddle is even imported.
             folder = resolve_weights(model_dir, OCR_MODEL_DIR_SETTING)
@@ -105,6 +120,7 @@ class TextDetector:
                 folder, paddle_model_name, self.det_limit_side_len, self.intra_op_threads,
                 thresh, box_thresh, unclip_ratio,
             )
+            self.label = f"paddleocr:{paddle_model_name or _paddle_model_name(folder)}"
         else:
             raise ValueError(f"unknown OCR backend {backend!r}; use 'rapidocr' or 'paddleocr'")
 
@@ -208,6 +224,7 @@ def _build_rapidocr(
     thresh: float,
     box_thresh: float,
     unclip_ratio: float,
+    precision: str = "fp32",
 ) -> Any:
     import onnxruntime as ort
     from omegaconf import OmegaConf
@@ -227,6 +244,11 @@ def _build_rapidocr(
             if not found:
                 raise MissingWeightsError(DET_MODEL_SETTING, model, "no .onnx file in folder")
             path = found[0]
+    source = path
+    if precision == "int8":
+        from vidloom.pipelines.curation.signals.text_int8 import int8_model
+
+        path = int8_model(source, side)
     session = ort.InferenceSession(
         str(path), sess_options=_onnx_session_options(threads), providers=["CPUExecutionProvider"]
     )
@@ -249,15 +271,17 @@ def _build_rapidocr(
     # model download/lookup path entirely.
     cfg.engine_type = EngineType.ONNXRUNTIME
     cfg.session = session
-    return _RapidDet(RapidTextDetector(cfg), path)
+    return _RapidDet(RapidTextDetector(cfg), path, source)
 
 
 class _RapidDet:
-    """Thin holder so the detector object and its model path travel together."""
+    """Thin holder so the detector object and its model paths travel together: `path` is the
+    file the session runs, `source` the fp32 file it came from (the same file in fp32)."""
 
-    def __init__(self, det: Any, path: Path):
+    def __init__(self, det: Any, path: Path, source: Path):
         self.det = det
         self.path = path
+        self.source = source
 
     def __call__(self, bgr: np.ndarray) -> Any:
         return self.det(bgr)

@@ -1,7 +1,8 @@
 """TextDetectionStage: the share of the frame covered by text (subtitles, titles, captions).
 
-PP-OCR's detector is the costly signal on CPU, so it runs last, only on clips that are still
-`ok`, on the few frames per clip the analysis stage kept, at a reduced detector size.
+PP-OCR's detector is the costly signal on CPU, so it runs only on clips that are still `ok`,
+on the few frames per clip the analysis stage kept, at a reduced detector size, and by default
+in int8 (`ocr.precision`, signals/text_int8.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from vidloom.pipelines.stage import Row, StageResources
 class TextDetectionStage(ClipScoringStage):
     name = "text_detection"
     config_sections = {"ocr": OcrConfig}
-    columns = {"text_ratio": pa.float64()}
+    columns = {"text_ratio": pa.float64(), "text_backend": pa.string()}
     requires = ("video_analysis",)
     # A scheduling weight, not a whole CPU: a whole CPU starved the second analysis actor on
     # 2 cores and halved throughput (measured); ~0.6 GB resident per actor.
@@ -43,6 +44,7 @@ class TextDetectionStage(ClipScoringStage):
             model_dir=ocr.model_dir,
             det_limit_side_len=ocr.det_limit_side_len,
             intra_op_threads=ocr.threads,
+            precision=ocr.resolved_precision,
         )
 
     def process_row(self, row: Row) -> Row:
@@ -52,4 +54,5 @@ class TextDetectionStage(ClipScoringStage):
             if clip["status"] == "ok" and frames.get(k):
                 picked = evenly(frames[k], self.config.ocr.frames_per_clip)
                 clip["text_ratio"] = float(self.detector.text_ratio(picked))
+                clip["text_backend"] = self.detector.label
         return {**row, "clips_json": dumps(clips)}
