@@ -36,6 +36,9 @@ class ConceptsConfig(StrictModel):
     seed: int = Field(0, description="seed of the fit sample and k-means initialisation")
     batch_size: int = Field(8192, ge=1, le=1_000_000, description="vectors per assignment batch")
     workers: int = Field(2, ge=1, le=10_000, description="assignment actors (max of the pool)")
+    ray_min_vectors: int = Field(
+        1_000_000, ge=0, description="from this many vectors the assignment runs in a Ray actor pool; "
+        "fewer are assigned on the driver, which holds them already (0 = always the pool)")
     max_per_cluster: int | None = Field(None, ge=1, description="balance: at most this many clips per concept")
     max_share: float | None = Field(None, gt=0.0, le=1.0, description="balance: at most this share of the tier per concept")
 

@@ -12,7 +12,7 @@ import logging
 
 import pyarrow as pa
 
-from vidloom.pipelines.curation.concepts import assign_clusters, default_num_clusters, fit_centroids
+from vidloom.pipelines.curation.concepts import assign_clusters, default_num_clusters, fit_centroids, nearest_centroid
 from vidloom.pipelines.curation.config import CurationConfig
 from vidloom.pipelines.curation.dedup import find_duplicates
 from vidloom.pipelines.curation.embeddings.table import load_embeddings
@@ -42,7 +42,10 @@ def apply_global_steps(store: ManifestStore, clips: pa.Table, config: CurationCo
         k = config.concepts.num_clusters or default_num_clusters(len(originals), config.concepts.max_clusters)
         k = max(1, min(k, len(originals)))
         centroids = fit_centroids(vectors[originals], k, config.concepts)
-        clusters = assign_clusters((ids, vectors), centroids, config.concepts)
+        if len(ids) >= config.concepts.ray_min_vectors:
+            clusters = assign_clusters((ids, vectors), centroids, config.concepts)
+        else:  # the vectors are in this process already: an actor pool would cost seconds
+            clusters = dict(zip(ids, nearest_centroid(vectors, centroids, config.concepts.batch_size).tolist()))
         for c in ids:
             by_id[c]["dup_of"] = dup_of.get(c)
             by_id[c]["cluster_id"] = clusters.get(c)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from vidloom.pipelines.curation.captions.base import CaptionBackend
-from vidloom.pipelines.curation.captions.measure import COLOUR_NAMES, FrameStats, frame_stats
+from vidloom.pipelines.curation.captions.measure import COLOUR_NAMES, MIN_FACE_HEIGHT, FrameStats, frame_stats
 from vidloom.pipelines.curation.captions.prompt import measured_movement
 from vidloom.platform.caption_schema import CAMERA_MOVEMENTS, CaptionFields
 
@@ -63,7 +63,7 @@ WARMTH_THRESHOLD = 12.0
 #: Frontal-face height / content height from which the framing is a close-up or medium shot;
 #: smaller faces (or none) give no shot scale, since nothing else measured supports one.
 CLOSE_UP_FACE = 0.30
-MEDIUM_SHOT_FACE = 0.12
+MEDIUM_SHOT_FACE = MIN_FACE_HEIGHT  # the face search looks for nothing smaller
 #: Named colours must cover at least this share of the pixels to be listed (at most 3 are).
 MIN_COLOUR_SHARE = 0.10
 #: Coloured pixels below this share make the palette "nearly colourless".
