@@ -3,8 +3,10 @@
 One process, one machine, measured back to back (issue: curation part 1):
 
 (a) floor       decode the corpus with PyAV and convert every frame to the analysis size in
-                the decoder's scaler (VideoReader.frames), same decoder thread setting as the
-                pipeline; "decode only" (no conversion) is printed as a reference too.
+                the decoder's scaler (VideoReader.frames), in this process with FFmpeg's own
+                thread choice (a thread per core and one more: the fastest one process decodes
+                here; the pipeline's workers decode with their CPU share); "decode only" (no
+                conversion) is printed as a reference too.
 (b) pipeline    `run_curation` on a local Ray started once (`init_ray(num_cpus=2)`) before
                 the clock starts; everything else (actor start-up, OCR model load, manifest
                 writes) is inside the time. Fresh output folder per run.

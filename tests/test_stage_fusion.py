@@ -58,15 +58,29 @@ def test_fused_resources_and_pool_minimum():
     assert min_workers_that_fit(StageResources(num_cpus=1, num_gpus=1, min_workers=4), {"CPU": 16, "GPU": 2}) == 2
 
 
-def test_worker_threads_follow_the_cpu_request():
+def test_worker_threads_follow_the_cpu_request(pyscenedetect_dir):
+    """OpenCV's pool and the video decoder's threads both follow the worker's CPU request;
+    an explicit `decode.threads` still wins, and outside a worker FFmpeg chooses (0)."""
     import cv2
 
-    before = cv2.getNumThreads()
+    from vidloom.platform.media import VideoReader, set_default_decoder_threads
+
+    video = str(pyscenedetect_dir / "counter.mp4")
+
+    def decoder_threads(threads: int = 0) -> int:
+        with VideoReader(video, threads=threads) as reader:
+            return reader._stream.codec_context.thread_count
+
+    before, ffmpeg_choice = cv2.getNumThreads(), decoder_threads()  # a thread per core and one more
     try:
         assert limit_native_threads(0.8) == 1 and cv2.getNumThreads() == 1
+        assert decoder_threads() == 1 and decoder_threads(4) == 4
         assert limit_native_threads(2.5) == 3 and cv2.getNumThreads() == 3
+        assert decoder_threads() == 3
     finally:
         cv2.setNumThreads(before)
+        set_default_decoder_threads(0)
+    assert decoder_threads() == ffmpeg_choice
 
 
 def _run(inputs: list[str], out: Path, overrides: list[str]):

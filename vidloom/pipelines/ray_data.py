@@ -62,14 +62,18 @@ def start_progress_board():
 
 
 def limit_native_threads(num_cpus: float) -> int:
-    """Size OpenCV's thread pool to the CPUs this worker asked Ray for (at least one) and return
-    it. OpenCV otherwise starts a thread per core in every actor, so on a node full of actors
-    each one's resize and cascade calls fight the others for the same cores: more CPU for the
-    same work (measured: docs/benchmarks.md, curation throughput)."""
+    """Size OpenCV's thread pool, and the video decoders' default thread count, to the CPUs this
+    worker asked Ray for (at least one) and return it. Both otherwise start a thread per core
+    in every actor, so on a node full of actors each one's resize, cascade and decode calls
+    fight the others for the same cores: more CPU and more time for the same work (measured:
+    docs/benchmarks.md, curation throughput)."""
     import cv2
+
+    from vidloom.platform.media import set_default_decoder_threads
 
     threads = max(1, math.ceil(num_cpus))
     cv2.setNumThreads(threads)
+    set_default_decoder_threads(threads)
     return threads
 
 

@@ -83,10 +83,23 @@ def _normalise_rotation(degrees: float | int | None) -> int:
     return int(round(float(degrees) / 90.0)) * 90 % 360
 
 
+#: Decoder threads a VideoReader uses when asked for 0 (`set_default_decoder_threads`).
+_default_decoder_threads = 0
+
+
+def set_default_decoder_threads(threads: int) -> None:
+    """Decoder threads of every later `VideoReader(threads=0)` in this process; 0 lets FFmpeg
+    choose (a thread per core). A pipeline worker sets its CPU share here, so that the decoders
+    of several workers on one node do not each start a thread per core and fight for them."""
+    global _default_decoder_threads
+    _default_decoder_threads = max(0, int(threads))
+
+
 class VideoReader:
     """An opened video: `info` from the header, then `frames(...)` decodes it once.
 
-    Use as a context manager. `threads` = decoder threads (0 lets FFmpeg choose).
+    Use as a context manager. `threads` = decoder threads; 0 takes this process' default
+    (`set_default_decoder_threads`: a pipeline worker's CPU share; FFmpeg's choice elsewhere).
     """
 
     def __init__(self, source: str | IO[bytes], threads: int = 0):
@@ -103,6 +116,7 @@ class VideoReader:
             raise DecodeError("no video stream in the file")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
+        threads = threads or _default_decoder_threads
         if threads:
             self._stream.codec_context.thread_count = int(threads)
         self._first: av.VideoFrame | None = None

@@ -13,7 +13,7 @@ from vidloom.platform.config import StrictModel
 
 class DecodeConfig(StrictModel):
     analysis_short_side: int = Field(256, ge=64, le=2160, description="short side of analysis frames, px")
-    threads: int = Field(0, ge=0, le=64, description="decoder threads per video; 0 = FFmpeg's choice")
+    threads: int = Field(0, ge=0, le=64, description="decoder threads per video; 0 = the worker's CPU share (FFmpeg's choice outside a pipeline worker)")
     interpolation: Literal["FAST_BILINEAR", "BILINEAR", "AREA", "BICUBIC"] = "AREA"
 
 
