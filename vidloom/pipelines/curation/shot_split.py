@@ -6,6 +6,11 @@ BGR frame of FFmpeg's colour conversion (PyAV's `bgr24` equals OpenCV's `VideoCa
 frames), shrunk by PySceneDetect 0.7.2's downscale factor (longer side / 256) with
 `cv2.INTER_LINEAR`, so the content scores, and the cuts, are identical to its own. Cuts are
 frame indices in decode order; clip times come from presentation timestamps.
+
+The detectors are PySceneDetect's own classes; only their frame score is computed in fewer
+steps (`_OneDifference`): the same sums of absolute differences, taken over the three HSV
+channels in one OpenCV call instead of three NumPy passes through int32 copies, so the score
+is the same number and a third as costly.
 """
 
 from __future__ import annotations
@@ -19,6 +24,38 @@ from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode
 from vidloom.pipelines.curation.sections import SplitConfig
 
 
+class _OneDifference:
+    """PySceneDetect's `ContentDetector._calculate_frame_score` without its per-channel int32
+    copies. Each of its components is sum(|channel - previous channel|) / pixels; the sums of
+    one `cv2.absdiff` of the HSV frames are those same integers (exact in float64), so every
+    score, and every cut, is unchanged. The edge component and a stats manager take
+    PySceneDetect's own path."""
+
+    _previous_hsv: np.ndarray | None = None
+
+    def _calculate_frame_score(self, timecode, frame_img: np.ndarray) -> float:
+        if self._weights.delta_edges > 0.0 or self.stats_manager is not None:
+            return super()._calculate_frame_score(timecode, frame_img)
+        hsv = cv2.cvtColor(frame_img, cv2.COLOR_BGR2HSV)
+        previous, self._previous_hsv = self._previous_hsv, hsv
+        if previous is None:
+            return 0.0
+        pixels = float(hsv.shape[0] * hsv.shape[1])
+        hue, sat, lum, _ = cv2.sumElems(cv2.absdiff(hsv, previous))
+        components = (hue / pixels, sat / pixels, lum / pixels, 0.0)  # ContentDetector.Components order
+        return sum(c * w for c, w in zip(components, self._weights, strict=True)) / sum(
+            abs(w) for w in self._weights
+        )
+
+
+class _ContentDetector(_OneDifference, ContentDetector):
+    pass
+
+
+class _AdaptiveDetector(_OneDifference, AdaptiveDetector):
+    pass
+
+
 class ShotDetector:
     """Streams full-size BGR frames into a PySceneDetect detector and collects the cut frames."""
 
@@ -26,13 +63,13 @@ class ShotDetector:
         self.config = config
         self.fps = fps if fps and fps > 0 else 25.0
         if config.detector == "adaptive":
-            self._detector = AdaptiveDetector(
+            self._detector = _AdaptiveDetector(
                 adaptive_threshold=config.adaptive_threshold,
                 min_scene_len=config.min_scene_frames,
                 min_content_val=config.min_content_val,
             )
         else:
-            self._detector = ContentDetector(threshold=config.threshold, min_scene_len=config.min_scene_frames)
+            self._detector = _ContentDetector(threshold=config.threshold, min_scene_len=config.min_scene_frames)
         self._cuts: list[int] = []
         self._size: tuple[int, int] | None = None
         self._last_index = -1
