@@ -39,6 +39,11 @@ def test_quick_benchmark_reports_ratios(ray_session, load_script, tmp_path, caps
     assert frames and int(frames.group(1)) == 280, out
     assert "note:" not in out, out  # no frame-count disagreement between (a), (b), (c)
     assert "cuts ours" in out and "cuts detect" in out
+    # The text detector in fp32 and in int8 (the default) on the same real frames, one run.
+    ocr = re.search(r"text detection on (\d+) real frames \(rapidocr:PP-OCRv6_det_small:int8; .*\): fp32 ([0-9.]+) "
+                    r"ms/frame, int8 ([0-9.]+) ms/frame, speed-up ([0-9.]+)x; text_ratio max \|diff\| ([0-9.]+)", out)
+    assert ocr and int(ocr.group(1)) >= 4 and float(ocr.group(4)) > 0, out
+    assert float(ocr.group(5)) < 0.05, out
 
     # Part 2: the per-stage time table: every stage's own time, also where stages share an
     # actor (the default fuses all six into one Ray Data operator) ...

@@ -163,6 +163,14 @@ def test_int8_copy_is_made_once_and_shared(tmp_path, detector):
     assert not list(tmp_path.glob("tmp*"))  # no staging folder left behind
 
 
+def test_unwritable_cache_falls_back_to_the_temp_dir():
+    import tempfile
+
+    from vidloom.pipelines.curation.signals.text_int8 import _writable
+
+    assert _writable(Path("/proc/vidloom-cache/ocr")).parent == Path(tempfile.gettempdir())
+
+
 def test_precision_is_checked():
     with pytest.raises(ValueError, match="precision"):
         TextDetector(precision="fp16")

@@ -21,7 +21,8 @@ two machines with the same packages make the same model. Measured fidelity (docs
 "Text detection in int8"): text_ratio of every sample-corpus and PySceneDetect clip, and a
 subtitle AUC on held-out photographs, equal to fp32 within noise.
 
-The cache is `$VIDLOOM_CACHE_DIR/ocr` (default `~/.cache/vidloom/ocr`). The file name carries
+The cache is `$VIDLOOM_CACHE_DIR/ocr` (default `~/.cache/vidloom/ocr`; a folder under the temp
+dir when that cannot be written). The file name carries
 the source model's SHA-256, the side, the recipe and onnxruntime's version. Concurrent
 builders (two actors starting at once) serialise on a lock file; the result is written to a
 temporary name and renamed into place, so a reader never sees a partial file.
@@ -151,14 +152,27 @@ def _locked(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _writable(folder: Path) -> Path:
+    """`folder`, made if needed; a folder under the temp dir when it cannot be written (a
+    read-only home in a container), so the detector still runs, only without a lasting cache."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return folder
+    except OSError:
+        pass
+    fallback = Path(tempfile.gettempdir()) / f"vidloom-ocr-{os.getuid()}"
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback
+
+
 def int8_model(source: str | os.PathLike, side: int, folder: str | os.PathLike | None = None) -> Path:
     """Path of the int8 copy of the fp32 detector `source` for inputs of long side `side`,
     made now (a few seconds, once per machine) if it is not in the cache."""
     import onnxruntime
 
     source = Path(source)
-    folder = Path(folder) if folder is not None else cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _writable(Path(folder) if folder is not None else cache_dir())
     tag = f"{_sha256(source)[:16]}-s{int(side)}-r{RECIPE}-ort{onnxruntime.__version__}"
     dest = folder / f"{source.stem}.int8.{tag}.onnx"
     if dest.is_file():
