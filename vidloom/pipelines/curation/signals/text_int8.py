@@ -17,9 +17,10 @@ Recipe (`RECIPE`; a change of any step bumps it, so old caches are not reused):
    text), preprocessed exactly as the detector preprocesses a frame at `side` px.
 
 The calibration is deterministic and uses nothing of the machine but the installed wheels, so
-two machines with the same packages make the same model. Measured fidelity (docs/benchmarks.md
-"Text detection in int8"): text_ratio of every sample-corpus and PySceneDetect clip, and a
-subtitle AUC on held-out photographs, equal to fp32 within noise.
+two machines with the same packages make the same model. Measured fidelity (docs/operations.md
+"Text detection in int8", docs/benchmarks.md, issue 11's int8 section): text_ratio of every
+sample-corpus and PySceneDetect clip, and a subtitle AUC on held-out photographs, equal to fp32
+within noise.
 
 The cache is `$VIDLOOM_CACHE_DIR/ocr` (default `~/.cache/vidloom/ocr`; a folder under the temp
 dir when that cannot be written). The file name carries
