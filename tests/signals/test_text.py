@@ -163,12 +163,13 @@ def test_int8_copy_is_made_once_and_shared(tmp_path, detector):
     assert not list(tmp_path.glob("tmp*"))  # no staging folder left behind
 
 
-def test_unwritable_cache_falls_back_to_the_temp_dir():
+def test_unwritable_cache_falls_back_to_the_temp_dir(monkeypatch):
     import tempfile
 
-    from vidloom.pipelines.curation.signals.text_int8 import _writable
+    from vidloom.platform.weights import cache_dir
 
-    assert _writable(Path("/proc/vidloom-cache/ocr")).parent == Path(tempfile.gettempdir())
+    monkeypatch.setenv("VIDLOOM_CACHE_DIR", "/proc/vidloom-cache")
+    assert cache_dir("ocr").parent.parent == Path(tempfile.gettempdir())
 
 
 def test_precision_is_checked():

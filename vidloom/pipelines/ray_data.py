@@ -132,14 +132,15 @@ class StageWorker:
                 out.append(add_stage_seconds(row, stage.name, 0.0, 0.0))
                 continue
             wall, cpu = time.perf_counter(), time.process_time()
-            with metrics.time_row():
-                try:
-                    result = stage.process_row(row)
-                except Exception as exc:  # noqa: BLE001 - one bad row must not stop the run
-                    result = stage.error_row(row, exc)
+            try:
+                result = stage.process_row(row)
+            except Exception as exc:  # noqa: BLE001 - one bad row must not stop the run
+                result = stage.error_row(row, exc)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            metrics.row_latency(wall)
             if result.get("status", "ok") == "error":
                 metrics.errors()
-            out.append(add_stage_seconds(result, stage.name, time.perf_counter() - wall, time.process_time() - cpu))
+            out.append(add_stage_seconds(result, stage.name, wall, cpu))
         metrics.rows_out(len(out))
         if self.progress is not None:  # fire and forget: the display must never slow the work
             self.progress.add.remote(stage.name, len(out), sum(stage.progress_units(r) for r in out))

@@ -6,10 +6,7 @@ Metrics are created lazily once per process (each Ray worker exports its own ser
 
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
 from functools import lru_cache
-from typing import Iterator
 
 # Latency buckets in seconds: per-row work ranges from milliseconds (a small clip's OCR) to
 # minutes (decoding a long 4K video).
@@ -75,16 +72,13 @@ class StageMetrics:
                 n, tags={**self.tags, "status": status}
             )
 
-    @contextmanager
-    def time_row(self) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            if self.enabled:
-                _histogram(STAGE_LATENCY, "Per-row latency of a pipeline stage", ("stage", "pipeline")).observe(
-                    time.perf_counter() - start, tags=self.tags
-                )
+    def row_latency(self, seconds: float) -> None:
+        """One row's wall time in the stage (the worker measures it once, for this histogram
+        and for the row's own stage-time record)."""
+        if self.enabled:
+            _histogram(STAGE_LATENCY, "Per-row latency of a pipeline stage", ("stage", "pipeline")).observe(
+                seconds, tags=self.tags
+            )
 
 
 # -- training (names from cluster/monitoring/metrics_contract.yaml) -------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -64,6 +65,24 @@ def resolve_weights(value: str | os.PathLike | None, setting: str) -> Path:
             return snap
         raise MissingWeightsError(setting, value, "not a local path and not in the Hugging Face cache")
     raise MissingWeightsError(setting, value)
+
+
+def cache_dir(name: str) -> Path:
+    """Folder `name` of vidloom's cache of files it derives on this machine (quantized models,
+    tool settings): `$VIDLOOM_CACHE_DIR/name`, default `~/.cache/vidloom/name`, made if needed.
+    Where that cannot be written (a read-only home in a container) a folder under the temp dir
+    stands in: the work still runs, only without a lasting cache."""
+    root = os.environ.get("VIDLOOM_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "vidloom")
+    folder = Path(root) / name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return folder
+    except OSError:
+        pass
+    fallback = Path(tempfile.gettempdir()) / f"vidloom-{os.getuid()}" / name
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback
 
 
 def file_digest(path: str | os.PathLike, length: int = 12) -> str:

@@ -116,11 +116,13 @@ class TextDetector:
             if not folder.is_dir():
                 raise MissingWeightsError(OCR_MODEL_DIR_SETTING, model_dir, "expected a folder")
             self.model_path = folder
+            # Read the folder's model name before the (slow, ~20 s cold) paddle import.
+            paddle_model_name = paddle_model_name or _paddle_model_name(folder)
             self._det = _build_paddleocr(
                 folder, paddle_model_name, self.det_limit_side_len, self.intra_op_threads,
                 thresh, box_thresh, unclip_ratio,
             )
-            self.label = f"paddleocr:{paddle_model_name or _paddle_model_name(folder)}"
+            self.label = f"paddleocr:{paddle_model_name}"
         else:
             raise ValueError(f"unknown OCR backend {backend!r}; use 'rapidocr' or 'paddleocr'")
 
@@ -289,16 +291,13 @@ class _RapidDet:
 
 def _build_paddleocr(
     folder: Path,
-    model_name: str | None,
+    model_name: str,
     side: int,
     threads: int,
     thresh: float,
     box_thresh: float,
     unclip_ratio: float,
 ) -> Any:
-    # Validate the folder before the (slow, ~20 s cold) paddle import.
-    if model_name is None:
-        model_name = _paddle_model_name(folder)
     # Skip PaddleX's start-up probe of remote model hosts: this runs offline.
     os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
     from paddleocr import TextDetection

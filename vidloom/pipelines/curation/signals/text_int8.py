@@ -22,8 +22,8 @@ two machines with the same packages make the same model. Measured fidelity (docs
 sample-corpus and PySceneDetect clip, and a subtitle AUC on held-out photographs, equal to fp32
 within noise.
 
-The cache is `$VIDLOOM_CACHE_DIR/ocr` (default `~/.cache/vidloom/ocr`; a folder under the temp
-dir when that cannot be written). The file name carries
+The cache is `cache_dir("ocr")`: `$VIDLOOM_CACHE_DIR/ocr`, default `~/.cache/vidloom/ocr` (a
+folder under the temp dir when that cannot be written). The file name carries
 the source model's SHA-256, the side, the recipe and onnxruntime's version. Concurrent
 builders (two actors starting at once) serialise on a lock file; the result is written to a
 temporary name and renamed into place, so a reader never sees a partial file.
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -41,7 +40,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["RECIPE", "cache_dir", "calibration_inputs", "int8_model"]
+from vidloom.platform.weights import cache_dir, file_digest
+
+__all__ = ["RECIPE", "calibration_inputs", "int8_model"]
 
 #: Version of the quantization recipe (module docstring); part of the cached file's name.
 RECIPE = 1
@@ -50,19 +51,6 @@ _WORDS = ("a", "house", "by", "the", "sea", "light", "went", "out", "slowly", "m
           "channel", "news", "live", "2019", "episode", "part", "one", "(c)", "studio")
 _HERSHEY = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX,
             cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_PLAIN)
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("VIDLOOM_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "vidloom")
-    return Path(root) / "ocr"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _put_text(img: np.ndarray, rng: np.random.Generator, kind: str) -> None:
@@ -153,28 +141,18 @@ def _locked(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _writable(folder: Path) -> Path:
-    """`folder`, made if needed; a folder under the temp dir when it cannot be written (a
-    read-only home in a container), so the detector still runs, only without a lasting cache."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if os.access(folder, os.W_OK):
-            return folder
-    except OSError:
-        pass
-    fallback = Path(tempfile.gettempdir()) / f"vidloom-ocr-{os.getuid()}"
-    fallback.mkdir(parents=True, exist_ok=True)
-    return fallback
-
-
 def int8_model(source: str | os.PathLike, side: int, folder: str | os.PathLike | None = None) -> Path:
     """Path of the int8 copy of the fp32 detector `source` for inputs of long side `side`,
     made now (a few seconds, once per machine) if it is not in the cache."""
     import onnxruntime
 
     source = Path(source)
-    folder = _writable(Path(folder) if folder is not None else cache_dir())
-    tag = f"{_sha256(source)[:16]}-s{int(side)}-r{RECIPE}-ort{onnxruntime.__version__}"
+    if folder is None:
+        folder = cache_dir("ocr")
+    else:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+    tag = f"{file_digest(source, 16)}-s{int(side)}-r{RECIPE}-ort{onnxruntime.__version__}"
     dest = folder / f"{source.stem}.int8.{tag}.onnx"
     if dest.is_file():
         return dest

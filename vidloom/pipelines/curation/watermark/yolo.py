@@ -15,9 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from vidloom.platform.weights import file_digest
+from vidloom.platform.weights import cache_dir, file_digest
 
-_SETTINGS_DIR = Path(os.path.expanduser("~")) / ".cache" / "vidloom" / "ultralytics"
 
 
 def offline_ultralytics(settings_dir: str | Path | None = None):
@@ -25,7 +24,7 @@ def offline_ultralytics(settings_dir: str | Path | None = None):
     os.environ["YOLO_OFFLINE"] = "1"  # is_online() -> False: no DNS probe, no hub, no events
     os.environ["YOLO_AUTOINSTALL"] = "false"  # never pip-install a missing export dependency
     os.environ.setdefault("YOLO_VERBOSE", "false")
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(settings_dir or _SETTINGS_DIR))
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(settings_dir or cache_dir("ultralytics")))
     Path(os.environ["YOLO_CONFIG_DIR"]).mkdir(parents=True, exist_ok=True)
     import ultralytics
     from ultralytics.utils import SETTINGS
