@@ -66,7 +66,7 @@ def test_persistence_separates_logo_shots_from_clean_ones(analysed, sample_corpu
     assert min(logo) >= 0.5, logo
     assert max(clean) <= 0.25, clean
     assert min(logo) > 2 * max(clean)
-    assert all(c["watermark_backend"] == "persistence-v1" for _, _, c in labelled)
+    assert all(c["watermark_backend"] == "persistence-v2" for _, _, c in labelled)
     assert all(0.0 <= c["watermark_score"] <= 1.0 for _, _, c in labelled)
 
 
@@ -99,6 +99,48 @@ def test_static_video_gives_no_evidence():
     noisy = [np.clip(photo + rng.normal(0, 3, photo.shape), 0, 255).astype(np.uint8) for _ in range(8)]
     result = persistence_scores({0: noisy[:4], 1: noisy[4:]})
     assert all(r.score == 0.0 and r.boxes == [] for r in result.values())
+
+
+def _camera(photo: np.ndarray, motion: str, frames: int = 4, size: tuple[int, int] = (456, 256)) -> list[np.ndarray]:
+    """Frames of a virtual camera over a real photograph (>= 512 px square): a pan (45 px a
+    frame) or a zoom out (15 % a frame)."""
+    import cv2
+
+    w, h = size
+    out = []
+    for i in range(frames):
+        grow = 1.0 if motion == "pan" else 1 + 0.15 * i
+        cw, ch = int(300 * grow), int(300 * grow * h / w)
+        x0, y0 = (20 + 30 * i, 60) if motion == "pan" else (256 - cw // 2, 256 - ch // 2)
+        out.append(cv2.resize(photo[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_AREA))
+    return out
+
+
+def test_faint_mark_on_one_moving_shot_is_found_and_clean_shots_are_not():
+    """A faint corner mark on one shot of three: it stays put while the camera pans under it.
+    The other shots do not share it, so only the clip judged alone can find it; the same shot
+    without the mark, and the other shots (a pan, a zoom), stay low."""
+    from skimage import data
+
+    from vidloom.pipelines.curation.watermark.persistence import persistence_scores
+    from vidloom.pipelines.curation.watermark.synthetic import _text_layer
+
+    clean = _camera(np.ascontiguousarray(data.astronaut()), "pan")  # real photographs
+    others = [_camera(np.ascontiguousarray(data.coffee()), "pan"), _camera(np.ascontiguousarray(data.rocket()), "zoom")]
+    alpha = (_text_layer("STOCK 24", 22, np.random.default_rng(1)).astype(np.float32) / 255.0 * 0.25)[..., None]
+    marked = [f.copy() for f in clean]
+    oh, ow = alpha.shape[:2]
+    for f in marked:  # white at opacity 0.25, top right, the same pixels in every frame
+        roi = f[12:12 + oh, 456 - 12 - ow:456 - 12].astype(np.float32)
+        f[12:12 + oh, 456 - 12 - ow:456 - 12] = np.clip(roi * (1 - alpha) + 255.0 * alpha + 0.5, 0, 255)
+    found = persistence_scores({0: marked, 1: others[0], 2: others[1]})
+    assert found[0].score > 0.5, found
+    assert len(found[0].boxes) == 1, found[0].boxes  # the two words are one mark
+    x0, y0, x1, y1 = found[0].boxes[0]
+    assert x0 >= 456 - 12 - ow - 8 and y1 <= 12 + oh + 4, found[0].boxes
+    assert found[1].score < 0.3 and found[2].score < 0.3, found
+    unmarked = persistence_scores({0: clean, 1: others[0], 2: others[1]})
+    assert all(r.score < 0.3 for r in unmarked.values()), unmarked
 
 
 def test_synthetic_generator_writes_a_valid_yolo_dataset(tmp_path):

@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, or a CUDA index such as 0")
     p.add_argument("--model", choices=ARCHITECTURES, default="yolo11n", help="architecture YAML (no pretrained weights)")
     p.add_argument("--video", action="append", default=[], help="video whose frames are also used as backgrounds (repeatable)")
+    p.add_argument("--photos", action="append", default=[],
+                   help="folder of photographs (jpg/png, searched recursively) also used as backgrounds (repeatable)")
+    p.add_argument("--init", default=None,
+                   help="start from these weights (.pt of an earlier run, e.g. the committed detector) instead of "
+                   "from scratch; the architecture is the file's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--workers", type=int, default=0, help="dataloader worker processes")
@@ -83,7 +88,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     data_yaml = write_yolo_dataset(out / "dataset", images=args.images, imgsz=args.imgsz,
-                                   val_share=args.val_share, seed=args.seed, videos=args.video)
+                                   val_share=args.val_share, seed=args.seed, videos=args.video,
+                                   photos=args.photos)
     dataset_s = time.perf_counter() - t0
     run_dir = out / "train"
     last, best = run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt"
@@ -97,11 +103,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     else:
         if run_dir.exists():
             shutil.rmtree(run_dir)
-        model = YOLO(f"{args.model}.yaml", task="detect")
+        if args.init:
+            if not Path(args.init).is_file():
+                raise FileNotFoundError(f"--init weights not found: {args.init}")
+            model = YOLO(str(args.init), task="detect")
+        else:
+            model = YOLO(f"{args.model}.yaml", task="detect")
         model.train(
             data=str(data_yaml), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
             device=args.device, workers=args.workers, project=str(out), name="train",
-            exist_ok=True, pretrained=False, seed=args.seed, deterministic=True,
+            exist_ok=True, pretrained=bool(args.init), seed=args.seed, deterministic=True,
             patience=args.patience, cache=False, **({"time": args.hours} if args.hours else {}), **common,
         )
     train_s = time.perf_counter() - t1
@@ -121,6 +132,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "weights_sha256_12": file_digest(exported),
         "onnx": "skipped: --no-onnx" if args.no_onnx else _export_onnx(model, args.imgsz),
         "config": {k: v for k, v in vars(args).items() if k not in ("out",)},
+        "init_sha256_12": file_digest(args.init) if args.init else None,
         "dataset": json.loads((out / "dataset" / "dataset.json").read_text()),
         "seconds": {"dataset": round(dataset_s, 1), "train": round(train_s, 1)},
         "torch": torch.__version__,

@@ -27,6 +27,7 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -51,12 +52,14 @@ def render_held_out(out: Path, videos: int, seed: int) -> list[dict]:
         # Every other video is clean; the marked shot cycles through the three positions.
         marked = None if v % 2 else (v // 2) % 3
         overlay = random_overlay(rng, WIDTH, HEIGHT) if marked is not None else None
+        if overlay is not None and overlay.alpha.max() < 0.02:  # a font without the glyphs: nothing drawn
+            marked = overlay = None  # a clean video (the stream of draws stays as it was)
         corner, place_seed = CORNERS[int(rng.integers(4))], int(rng.integers(1 << 31))
         frames = []
         for s in range(3):
             shot = C.ShotSpec(f"held-out {picks[s]}", motions[s], SHOT_FRAMES)
             for frame in render_shot(shot, WIDTH, HEIGHT, FPS, rng, photo=photos[picks[s]]):
-                if s == marked:  # same margin on every frame: the mark does not move
+                if s == marked and overlay is not None:  # same margin on every frame: the mark does not move
                     place_overlay(frame, overlay, corner, np.random.default_rng(place_seed))
                 frames.append(frame)
         path = out / f"heldout_{v:02d}.mp4"
@@ -87,7 +90,12 @@ def _pr(scores: list[tuple[float, bool, bool]], threshold: float) -> dict:
             "false_positives": fp}
 
 
-def evaluate(videos: int = 48, seed: int = 100, work: Path | None = None) -> dict:
+def evaluate(videos: int = 48, seed: int = 100, work: Path | None = None,
+             overrides: Sequence[str] = (), backends: Sequence[str] = ("persistence", "yolo")) -> dict:
+    """Render the held-out videos and score their clips with each backend.
+
+    `overrides` are curation config overrides (``section.field=value``) applied to the analysis
+    and watermark stages alike; ``both`` is added when both backends run."""
     from vidloom.pipelines.curation.config import load_curation_config
     from vidloom.pipelines.curation.rows import loads, new_video_row
     from vidloom.pipelines.curation.stages.video_analysis import VideoAnalysisStage
@@ -96,11 +104,11 @@ def evaluate(videos: int = 48, seed: int = 100, work: Path | None = None) -> dic
 
     tiers = {name: t.watermark_score_max for name, t in load_export_config().tiers.items()
              if t.watermark_score_max is not None}
-    analysis = VideoAnalysisStage(load_curation_config().model_dump(mode="json"))
+    analysis = VideoAnalysisStage(load_curation_config(None, list(overrides)).model_dump(mode="json"))
     analysis.setup()
     stages = {}
-    for backend in ("persistence", "yolo"):
-        stages[backend] = WatermarkStage(load_curation_config(None, [f"watermark.backend={backend}"])
+    for backend in backends:
+        stages[backend] = WatermarkStage(load_curation_config(None, [*overrides, f"watermark.backend={backend}"])
                                          .model_dump(mode="json"))
         stages[backend].setup()
     with tempfile.TemporaryDirectory(dir=work) as tmp:
@@ -116,13 +124,14 @@ def evaluate(videos: int = 48, seed: int = 100, work: Path | None = None) -> dic
                 # The shot by the clip's middle frame (a detector may split a shot in two).
                 shot = min(2, (clip["start_frame"] + clip["end_frame"]) // 2 // SHOT_FRAMES)
                 per = {b: float(scores[b][clip["clip_id"]]["watermark_score"]) for b in stages}
-                per["both"] = max(per.values())
+                if len(per) > 1:
+                    per["both"] = max(per.values())
                 clips.append({"video": Path(t["path"]).name, "shot": shot, "marked": shot == t["marked_shot"],
                               "static": t["motions"][shot] == C.STATIC, "motion": t["motions"][shot],
                               "camera_motion": clip.get("camera_motion"), **per})
-    result = {"videos": videos, "seed": seed, "clips": len(clips), "marked": sum(c["marked"] for c in clips),
-              "backends": {}, "rows": clips}
-    for b in ("persistence", "yolo", "both"):
+    result = {"videos": videos, "seed": seed, "overrides": list(overrides), "clips": len(clips),
+              "marked": sum(c["marked"] for c in clips), "backends": {}, "rows": clips}
+    for b in [*backends, *(("both",) if len(backends) > 1 else ())]:
         scored = [(c[b], c["marked"], c["static"]) for c in clips]
         result["backends"][b] = {
             "auc": _auc([s for s, m, _ in scored if m], [s for s, m, _ in scored if not m]),
@@ -149,8 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=100, help="of the held-out stream (docs/watermark.md's table: 100)")
     p.add_argument("--work", type=Path, help="folder for the rendered videos (default: the system's temp)")
     p.add_argument("--json", type=Path, help="also write every clip's scores here")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="curation config override for the analysis and watermark stages (repeatable), "
+                   "e.g. watermark.weights=runs/watermark/watermark_yolo.pt")
+    p.add_argument("--backend", action="append", choices=("persistence", "yolo"),
+                   help="backend to score (repeatable; default both, plus their combination)")
     args = p.parse_args(argv)
-    result = evaluate(args.videos, args.seed, args.work)
+    result = evaluate(args.videos, args.seed, args.work, args.set, tuple(args.backend or ("persistence", "yolo")))
     print(render_table(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

@@ -31,7 +31,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-BACKEND = "persistence-v1"
+BACKEND = "persistence-v2"  # v2: a clip alone is judged by its fixed-layer residual
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,11 @@ class PersistenceParams:
     min_baseline_gap: float = 0.2  # 1 - b_k below this: content too static to tell anything
     max_pool_frames: int = 64  # a long video's pool is an even sample of its frames (memory)
     # A clip alone: the camera must move the content this far (px at a 256 px short side)
-    # between its frames before fixed edges can be told from content edges.
-    min_shift: float = 12.0
+    # across its frames before a fixed layer can be told from the content.
+    min_shift: float = 4.0
+    residual_floor: float = 6.0  # grey levels of a fixed layer's residual that count as nothing
+    residual_span: float = 10.0  # ... and above which it counts in full (floor + span)
+    registration_error: float = 0.5  # px: the floor adds this times the edge's slope
 
 
 @dataclass
@@ -131,59 +134,132 @@ def _blobs(evidence: np.ndarray, p: PersistenceParams) -> list[tuple[float, list
     return out
 
 
-def _aligned_to_first(greys: Sequence[np.ndarray]) -> tuple[list[np.ndarray], float]:
-    """The clip's grey frames warped onto its first by the camera's similarity motion (tracked
-    corners, RANSAC, so a fixed overlay's corners are outliers), and the largest displacement of
-    a frame corner the warps apply, px. An empty list when the motion cannot be measured."""
-    first = greys[0]
-    points = cv2.goodFeaturesToTrack(first, 400, 0.01, 7)
-    if points is None or len(points) < 10:
-        return [], 0.0
-    h, w = first.shape
-    corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float32)
-    out, shift = [first], 0.0
-    for grey in greys[1:]:
-        moved, status, _ = cv2.calcOpticalFlowPyrLK(first, grey, points, None, winSize=(21, 21), maxLevel=4)
+def _camera_warps(greys: Sequence[np.ndarray], track: np.ndarray | None = None) -> tuple[list[np.ndarray], float]:
+    """3x3 similarity warps taking each grey frame onto the clip's first (the camera's motion),
+    and the largest displacement of a frame corner they apply, px. Empty when the motion cannot
+    be measured.
+
+    Consecutive frames are matched and the warps chained: a fast pan moves the content a third
+    of the frame between shipped frames, too far for the first frame's corners to be found in
+    the last. Each step starts from the global translation (phase correlation), refines tracked
+    corners (pyramidal LK) from it, and fits a similarity with RANSAC, so a fixed overlay's
+    corners are outliers. `track` (bool, frame size) limits where corners are picked: outside
+    the places an overlay may sit, else a mark with more corners than the content (text over a
+    smooth scene) wins the vote and the camera looks static."""
+    h, w = greys[0].shape
+    mask = None if track is None else track.astype(np.uint8) * 255
+    window = cv2.createHanningWindow((w, h), cv2.CV_32F)
+    frame_corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float32)
+    warps, shift = [np.eye(3)], 0.0
+    for prev, grey in zip(greys[:-1], greys[1:]):
+        points = cv2.goodFeaturesToTrack(prev, 400, 0.01, 7, mask=mask)
+        if points is None or len(points) < 10:
+            return [], 0.0
+        (dx, dy), _ = cv2.phaseCorrelate(prev.astype(np.float32), grey.astype(np.float32), window)
+        guess = (points + np.array([dx, dy], np.float32)).astype(np.float32)
+        moved, status, _ = cv2.calcOpticalFlowPyrLK(prev, grey, points, guess, winSize=(21, 21), maxLevel=3,
+                                                    flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
         ok = status.ravel() == 1
         if ok.sum() < 10:
             return [], 0.0
-        warp, _ = cv2.estimateAffinePartial2D(moved[ok], points[ok], method=cv2.RANSAC, ransacReprojThreshold=2.0)
-        if warp is None:
+        step, inliers = cv2.estimateAffinePartial2D(moved[ok], points[ok], method=cv2.RANSAC,
+                                                    ransacReprojThreshold=2.0)
+        if step is None or inliers.sum() < max(10, 0.3 * ok.sum()):
             return [], 0.0
-        out.append(cv2.warpAffine(grey, warp, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
-        shift = max(shift, float(np.abs(corners @ warp[:, :2].T + warp[:, 2] - corners).max()))
-    return out, shift
+        warps.append(warps[-1] @ np.vstack([step, [0.0, 0.0, 1.0]]))
+        m = warps[-1]
+        shift = max(shift, float(np.abs(frame_corners @ m[:2, :2].T + m[:2, 2] - frame_corners).max()))
+    return warps, shift
 
 
-def _fixed_while_content_moves(frames: Sequence[np.ndarray], where: np.ndarray,
+def _fixed_layer_evidence(greys: Sequence[np.ndarray], warps: Sequence[np.ndarray], ref: int,
+                          inside: np.ndarray, p: PersistenceParams) -> np.ndarray:
+    """Evidence in [0, 1] (NaN where fewer than two other frames see the place) that frame
+    `ref` carries, at each pixel, a layer that does not move with the content.
+
+    Every other frame, warped onto `ref` by the camera's motion, predicts `ref`'s content. At an
+    overlay's pixels the prediction shows the content under it (the overlay moved away with the
+    frame), so the residual is ``opacity * (content - overlay colour)``: the same sign and
+    about the same size from every other frame. Content residuals are near zero; a moving
+    overlay's ghosts and an independently moving object's fall in different places from
+    different frames. Evidence is the smallest same-signed residual, mapped from
+    `residual_floor` .. `residual_floor + residual_span` grey levels to 0 .. 1. A prediction
+    counts only where it comes from inside the picture (`inside`, bool): letterbox and
+    pillarbox bars are fixed too, and a zoom would carry their edge into the content."""
+    h, w = greys[ref].shape
+    onto_ref = np.linalg.inv(warps[ref])
+    ones = inside.astype(np.float32)
+    residuals, seen = [], []
+    for i, grey in enumerate(greys):
+        if i == ref:
+            continue
+        m = (onto_ref @ warps[i])[:2]
+        residuals.append(cv2.warpAffine(grey, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                         - greys[ref])
+        seen.append(cv2.warpAffine(ones, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0) > 0.999)
+    d, valid = np.stack(residuals), np.stack(seen)
+    above = np.where(valid, d, np.inf).min(axis=0)  # all residuals at least this (same sign: > 0)
+    below = np.where(valid, -d, np.inf).min(axis=0)
+    smallest = np.maximum(np.where(np.isfinite(above), above, 0.0), np.where(np.isfinite(below), below, 0.0))
+    # The camera's motion is measured to a fraction of a pixel, and at a strong edge such an
+    # error leaves a residual of one sign too: the floor rises with the edge's slope.
+    ref_grey = greys[ref]
+    slope = np.sqrt(cv2.Sobel(ref_grey, cv2.CV_32F, 1, 0, ksize=3) ** 2
+                    + cv2.Sobel(ref_grey, cv2.CV_32F, 0, 1, ksize=3) ** 2) / 8.0  # grey levels per px
+    floor = p.residual_floor + p.registration_error * slope
+    evidence = np.clip((smallest - floor) / p.residual_span, 0.0, 1.0)
+    evidence[valid.sum(axis=0) < 2] = np.nan
+    return evidence
+
+
+def _fixed_while_content_moves(frames: Sequence[np.ndarray], where: np.ndarray, inside: np.ndarray,
                                p: PersistenceParams) -> list[tuple[float, list[int]]]:
     """Blobs of a mark on this clip alone (a stock-footage mark, a channel bug on one shot),
-    which the video's other clips cannot reveal. Within the clip, an overlay's edges persist at
-    fixed pixels but not once the frames are aligned on the content; content edges persist once
-    aligned (and, parallel to a pan, at fixed pixels too, which cancels). Evidence is the
-    fixed-pixel persistence minus the aligned one. A camera that barely moves gives none."""
+    which the video's other clips cannot reveal: a layer that stays at fixed pixels while the
+    camera moves the content under it (`_fixed_layer_evidence`), with the first and the last
+    frame as reference (each sees the corners the other loses in a pan or zoom; where both see
+    a place, both must agree). `where` is where a mark may be; `inside` the picture without
+    its bars. A camera that barely moves gives none."""
     greys = [f if f.ndim == 2 else cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-    aligned, shift = _aligned_to_first(greys)
-    if not aligned or shift < p.min_shift * min(greys[0].shape) / 256.0:
+    warps, shift = _camera_warps(greys, ~where)
+    if not warps or shift < p.min_shift * min(greys[0].shape) / 256.0:
         return []
-    fixed = _persistence(_gradients(greys), p)
-    moving = _persistence(_gradients(aligned), p)
-    return _blobs(np.clip(fixed - moving, 0.0, 1.0) * where, p)
+    # A zoom magnifies some frames onto others, and a magnified prediction lacks the fine detail
+    # of the frame it predicts: every edge would leave a residual of one sign. All frames are
+    # smoothed to the coarsest detail any prediction has.
+    scales = [float(np.sqrt(abs(np.linalg.det(m[:2, :2])))) for m in warps]
+    sigma = max(1.0, max(scales) / min(scales))
+    smooth = [cv2.GaussianBlur(g.astype(np.float32), (0, 0), sigma) for g in greys]
+    evidence = np.fmin(_fixed_layer_evidence(smooth, warps, 0, inside, p),
+                       _fixed_layer_evidence(smooth, warps, len(smooth) - 1, inside, p))
+    return _blobs(np.nan_to_num(evidence, nan=0.0) * where, p)
 
 
-def _distinct(blobs: list[tuple[float, list[int]]]) -> list[tuple[float, list[int]]]:
-    """Best-first blobs without the weaker copies of one mark (both checks may find it)."""
-    kept: list[tuple[float, list[int]]] = []
-    for score, box in blobs:
-        for _, other in kept:
-            ix = max(0, min(box[2], other[2]) - max(box[0], other[0]))
-            iy = max(0, min(box[3], other[3]) - max(box[1], other[1]))
-            union = (box[2] - box[0]) * (box[3] - box[1]) + (other[2] - other[0]) * (other[3] - other[1]) - ix * iy
-            if union > 0 and ix * iy / union >= 0.5:
+def _merged(boxes: list[list[int]], gap: int) -> list[list[int]]:
+    """Boxes that overlap or lie within `gap` px of each other, or that are words of one line
+    (level, at most 1.5 heights apart), joined into their union, in the order of their first
+    member: one box per mark, though the checks may find its logo and its words apart, or find
+    it twice."""
+    out = [list(b) for b in boxes]
+    joined = True
+    while joined:
+        joined = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                a, b = out[i], out[j]
+                near = a[0] - gap <= b[2] and b[0] - gap <= a[2] and a[1] - gap <= b[3] and b[1] - gap <= a[3]
+                # Words of one line of text: level with each other, a few letters apart.
+                tall = max(a[3] - a[1], b[3] - b[1])
+                level = min(a[3], b[3]) - max(a[1], b[1]) >= 0.5 * min(a[3] - a[1], b[3] - b[1])
+                line = level and max(a[0], b[0]) - min(a[2], b[2]) <= 1.5 * tall
+                if near or line:
+                    out[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                    del out[j]
+                    joined = True
+                    break
+            if joined:
                 break
-        else:
-            kept.append((score, box))
-    return kept
+    return out
 
 
 def persistence_scores(
@@ -220,7 +296,8 @@ def persistence_scores(
     pool = _persistence(np.stack(pooled), p)
     centre = np.zeros((h, w), bool)
     centre[int(h * p.band):h - int(h * p.band), int(w * p.band):w - int(w * p.band)] = True
-    where = _band_mask(h, w, p) & _content_mask(h, w, content_box)
+    inside = _content_mask(h, w, content_box)
+    where = _band_mask(h, w, p) & inside
     # A clip judged alone only looks in the corners, where channel bugs and stock marks sit:
     # subtitles and lower thirds are fixed overlays too, and the text stage measures those.
     corners = np.zeros((h, w), bool)
@@ -228,8 +305,9 @@ def persistence_scores(
     for rows in (slice(0, bh), slice(h - bh, h)):
         for cols in (slice(0, bw), slice(w - bw, w)):
             corners[rows, cols] = True
+    gap = max(2, round(min(h, w) * 0.03))
     for k, own in own_masks.items():
-        alone = _fixed_while_content_moves(usable[k], where & corners, p)
+        alone = _fixed_while_content_moves(usable[k], where & corners, inside, p)
         ref = own & centre
         # The content's own persistence in the pool; too few steady central edges to measure it
         # means a flat centre, where an overlay in the corners is judged against nothing moving.
@@ -239,8 +317,8 @@ def persistence_scores(
         if gap >= p.min_baseline_gap:
             evidence = np.clip((pool - baseline) / gap, 0.0, 1.0) * (own & where)
             blobs = _blobs(evidence, p)
-        blobs = _distinct(sorted(blobs + alone, key=lambda t: -t[0]))
+        blobs = sorted(blobs + alone, key=lambda t: -t[0])
         score = blobs[0][0] if blobs else 0.0
-        boxes = [box for s, box in blobs if s >= p.box_threshold]
+        boxes = _merged([box for s, box in blobs if s >= p.box_threshold], gap)
         results[k] = PersistenceResult(float(np.clip(score, 0.0, 1.0)), boxes, baseline)
     return results

@@ -26,14 +26,17 @@ import numpy as np
 import yaml
 
 CLASS_NAMES = {0: "watermark"}
-DATASET_VERSION = 1
+# 2: the held-out evaluation's photographs (retina, hubble_deep_field) left out; `photos` folders.
+DATASET_VERSION = 2
 
-# Bundled scikit-image photos that load without a download (real camera content).
+# Bundled scikit-image photos that load without a download (real camera content). The two that
+# the held-out evaluation renders (clarity_calibration.held_out_images) are not among them.
 PHOTO_LOADERS = (
     "astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "immunohistochemistry",
-    "hubble_deep_field", "brick", "grass", "gravel", "cat", "retina", "moon",
-    "stereo_motorcycle", "cell", "clock",
+    "brick", "grass", "gravel", "cat", "moon", "stereo_motorcycle", "cell", "clock",
 )
+PLATE_SHARE = 0.15  # training overlays on a translucent box (version 2 on)
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 HERSHEY_FONTS = (
     cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_DUPLEX,
     cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_COMPLEX_SMALL,
@@ -93,6 +96,41 @@ def video_frames(paths: Iterable[str], per_video: int = 24, short_side: int = 36
             every = max(1, total // per_video) if total else 10  # no count in the header: every 10th
             frames += [f.image for f in reader.frames(short_side=short_side) if f.index % every == 0][:per_video]
     return frames
+
+
+def folder_photos(folders: Iterable[str], max_side: int = 960) -> list[np.ndarray]:
+    """RGB photographs found in `folders` (recursively, sorted), shrunk to `max_side` at most.
+
+    Refuses the held-out evaluation's photographs: training on them would make its figures a
+    measure of memory instead of generalisation."""
+    from vidloom.pipelines.curation.signals.clarity_calibration import held_out_images
+
+    held_out = {_digest(p) for p in held_out_images() if p.is_file()}
+    photos: list[np.ndarray] = []
+    for folder in folders:
+        root = Path(folder)
+        if not root.is_dir():
+            raise FileNotFoundError(f"photo folder not found: {root}")
+        paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
+        if not paths:
+            raise ValueError(f"no photographs ({', '.join(PHOTO_SUFFIXES)}) in {root}")
+        for path in paths:
+            if _digest(path) in held_out:
+                raise ValueError(f"{path} is one of the held-out evaluation's photographs; leave it out")
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise ValueError(f"cannot read image {path}")
+            scale = max_side / max(bgr.shape[:2])
+            if scale < 1:
+                bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            photos.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return photos
+
+
+def _digest(path: Path) -> str:
+    from vidloom.platform.weights import file_digest
+
+    return file_digest(path, 16)
 
 
 def _jitter(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -193,8 +231,11 @@ class Overlay:
     alpha: np.ndarray  # h x w float32
 
 
-def random_overlay(rng: np.random.Generator, frame_w: int, frame_h: int) -> Overlay:
-    """A text watermark or a logo (mark + text), coloured, optionally outlined, semi-transparent."""
+def random_overlay(rng: np.random.Generator, frame_w: int, frame_h: int, plate_share: float = 0.0) -> Overlay:
+    """A text watermark or a logo (mark + text), coloured, optionally outlined, semi-transparent.
+
+    With probability `plate_share` the mark sits on a translucent box (a channel bug's plate).
+    At 0 no random number is drawn for it, so a stream of overlays stays as it was."""
     short = min(frame_w, frame_h)
     height = max(8, int(short * rng.uniform(0.04, 0.12)))
     text = _random_text(rng)
@@ -235,8 +276,26 @@ def random_overlay(rng: np.random.Generator, frame_w: int, frame_h: int) -> Over
         total = np.clip(alpha + outline, 0.0, 1.0)
         art = art / np.maximum(total, 1e-6)[..., None]
         alpha = total
+    if plate_share > 0 and rng.random() < plate_share:
+        art, alpha = _on_plate(art, alpha, rng)
     opacity = rng.uniform(0.2, 0.8)
     return Overlay(art=art, alpha=alpha * opacity)
+
+
+def _on_plate(art: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The overlay over a filled, translucent rectangle a little larger than it."""
+    pad = max(2, int(alpha.shape[0] * rng.uniform(0.15, 0.5)))
+    h, w = alpha.shape[0] + 2 * pad, alpha.shape[1] + 2 * pad
+    plate_colour = (np.full(3, rng.uniform(0, 50), np.float32) if rng.random() < 0.6
+                    else rng.uniform(0, 255, 3).astype(np.float32))
+    plate_alpha = np.full((h, w), rng.uniform(0.35, 0.8), np.float32)
+    top = np.zeros((h, w), np.float32)
+    top[pad:pad + alpha.shape[0], pad:pad + alpha.shape[1]] = alpha
+    top_art = np.ones((h, w, 3), np.float32) * plate_colour
+    top_art[pad:pad + alpha.shape[0], pad:pad + alpha.shape[1]] = art
+    total = top + plate_alpha * (1.0 - top)  # "over" compositing of the mark onto the plate
+    out = (top_art * top[..., None] + plate_colour * (plate_alpha * (1.0 - top))[..., None]) / total[..., None]
+    return out, total
 
 
 def place_overlay(frame: np.ndarray, overlay: Overlay, position: str,
@@ -263,7 +322,7 @@ def place_overlay(frame: np.ndarray, overlay: Overlay, position: str,
 
 
 def synth_image(rng: np.random.Generator, imgsz: int, extra: Sequence[np.ndarray] = (),
-                empty_share: float = 0.15) -> tuple[np.ndarray, list[list[int]]]:
+                empty_share: float = 0.15, plate_share: float = 0.0) -> tuple[np.ndarray, list[list[int]]]:
     """One training image (RGB, long side `imgsz`) and the boxes of the overlays on it."""
     aspect = float(rng.choice([16 / 9, 16 / 9, 4 / 3, 1.0, 9 / 16]))
     w, h = (imgsz, max(32, int(round(imgsz / aspect)))) if aspect >= 1 else (max(32, int(round(imgsz * aspect))), imgsz)
@@ -273,7 +332,7 @@ def synth_image(rng: np.random.Generator, imgsz: int, extra: Sequence[np.ndarray
         count = 1 if rng.random() < 0.8 else 2
         probs = _POSITION_WEIGHTS / _POSITION_WEIGHTS.sum()
         for pos in rng.choice(_POSITIONS, size=count, replace=False, p=probs):
-            box = place_overlay(frame, random_overlay(rng, w, h), str(pos), rng)
+            box = place_overlay(frame, random_overlay(rng, w, h, plate_share), str(pos), rng)
             if box is not None:
                 boxes.append(box)
     return frame, boxes
@@ -289,8 +348,12 @@ def yolo_label_lines(boxes: Sequence[Sequence[int]], width: int, height: int) ->
 
 
 def write_yolo_dataset(out: str | Path, images: int, imgsz: int = 320, val_share: float = 0.2,
-                       seed: int = 0, videos: Sequence[str] = (), force: bool = False) -> Path:
+                       seed: int = 0, videos: Sequence[str] = (), force: bool = False,
+                       photos: Sequence[str] = ()) -> Path:
     """Write (or reuse) a YOLO dataset of `images` synthetic images; returns data.yaml's path.
+
+    Backgrounds: scikit-image's bundled photos, frames of `videos` and the photographs in the
+    `photos` folders.
 
     Validation images are drawn from their own random stream, so their overlays (text, font,
     colour, opacity, place) and crops are held out from training.
@@ -299,6 +362,8 @@ def write_yolo_dataset(out: str | Path, images: int, imgsz: int = 320, val_share
     data_yaml = out / "data.yaml"
     spec = {"version": DATASET_VERSION, "images": int(images), "imgsz": int(imgsz),
             "val_share": float(val_share), "seed": int(seed), "videos": [str(v) for v in videos]}
+    if photos:  # (absent otherwise, so that older datasets' specs still match)
+        spec["photos"] = [str(Path(f).resolve()) for f in photos]
     if data_yaml.is_file() and not force:
         existing = yaml.safe_load(data_yaml.read_text()) or {}
         if existing.get("vidloom_spec") == spec:
@@ -307,7 +372,7 @@ def write_yolo_dataset(out: str | Path, images: int, imgsz: int = 320, val_share
         for sub in ("images", "labels"):
             for stale in (out / sub / split).glob("*.*") if (out / sub / split).is_dir() else ():
                 stale.unlink()
-    extra = video_frames(videos) if videos else []
+    extra = (video_frames(videos) if videos else []) + folder_photos(photos)
     n_val = max(1, int(round(images * val_share)))
     n_train = max(1, images - n_val)
     for split, count, stream in (("train", n_train, 0), ("val", n_val, 1)):
@@ -315,7 +380,7 @@ def write_yolo_dataset(out: str | Path, images: int, imgsz: int = 320, val_share
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng([seed, stream])
         for i in range(count):
-            frame, boxes = synth_image(rng, imgsz, extra)
+            frame, boxes = synth_image(rng, imgsz, extra, plate_share=PLATE_SHARE)
             name = f"{split}_{i:06d}"
             ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
             if not ok:
