@@ -24,6 +24,13 @@ ONE_MARKED_SHOT = C.VideoSpec("one_marked_shot.mp4", 640, 360, 25, (
     C.ShotSpec("coffee", C.ZOOM_IN, 60, ("logo",)),
     C.ShotSpec("chelsea", C.TILT_UP, 60, ()),
 ))
+# The same mark over a repetitive texture (coins) while the camera zooms out: the camera's motion
+# must still be measured right.
+ZOOM_OVER_COINS = C.VideoSpec("zoom_over_coins.mp4", 640, 360, 25, (
+    C.ShotSpec("rocket", C.HANDHELD, 60, ()),
+    C.ShotSpec("motorcycle", C.PAN_RIGHT, 60, ()),
+    C.ShotSpec("coins", C.ZOOM_OUT, 60, ("logo",)),
+))
 CLEAN = C.VideoSpec("clean.mp4", 640, 360, 25, (
     C.ShotSpec("rocket", C.PAN_RIGHT, 60, ()),  # the rocket's painted lettering, launch tower edges
     C.ShotSpec("camera", C.ZOOM_OUT, 60, ()),
@@ -53,6 +60,11 @@ def test_mark_on_one_shot_found_with_default_config(tmp_path, stages, pyscenedet
     # The box is in the top-right corner, where the mark is (display px).
     x0, y0, x1, y1 = marked[0]["watermark_boxes"][0]
     assert x0 > 640 / 2 and y1 < 360 / 2
+    render_video_file(ZOOM_OVER_COINS, tmp_path / ZOOM_OVER_COINS.file, seed=1)
+    clips = [c for c in stages(tmp_path / ZOOM_OVER_COINS.file) if c["status"] == "ok"]
+    assert {c["shot_index"] for c in clips} == {0, 1, 2}
+    scores = [c["watermark_score"] for c in clips]
+    assert all((c["watermark_score"] > threshold) == (c["shot_index"] == 2) for c in clips), scores
     render_video_file(CLEAN, tmp_path / CLEAN.file, seed=1)
     clean = [c for c in stages(tmp_path / CLEAN.file) if c["status"] == "ok"]
     assert len(clean) == 3 and all(c["watermark_score"] < threshold for c in clean), [c["watermark_score"] for c in clean]

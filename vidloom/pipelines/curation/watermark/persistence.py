@@ -52,7 +52,7 @@ class PersistenceParams:
     # A clip alone: the camera must move the content this far (px at a 256 px short side)
     # across its frames before a fixed layer can be told from the content.
     min_shift: float = 4.0
-    residual_floor: float = 6.0  # grey levels of a fixed layer's residual that count as nothing
+    residual_floor: float = 3.0  # grey levels of a fixed layer's residual that count as nothing
     residual_span: float = 10.0  # ... and above which it counts in full (floor + span)
     registration_error: float = 0.5  # px: the floor adds this times the edge's slope
 
@@ -142,8 +142,8 @@ def _camera_warps(greys: Sequence[np.ndarray], track: np.ndarray | None = None) 
     Consecutive frames are matched and the warps chained: a fast pan moves the content a third
     of the frame between shipped frames, too far for the first frame's corners to be found in
     the last. Each step starts from the global translation (phase correlation), refines tracked
-    corners (pyramidal LK) from it, and fits a similarity with RANSAC, so a fixed overlay's
-    corners are outliers. `track` (bool, frame size) limits where corners are picked: outside
+    corners (pyramidal LK) from it and from no guess, and fits a similarity with RANSAC (the fit
+    with more inliers is kept), so a fixed overlay's corners are outliers. `track` (bool, frame size) limits where corners are picked: outside
     the places an overlay may sit, else a mark with more corners than the content (text over a
     smooth scene) wins the vote and the camera looks static."""
     h, w = greys[0].shape
@@ -156,16 +156,24 @@ def _camera_warps(greys: Sequence[np.ndarray], track: np.ndarray | None = None) 
         if points is None or len(points) < 10:
             return [], 0.0
         (dx, dy), _ = cv2.phaseCorrelate(prev.astype(np.float32), grey.astype(np.float32), window)
-        guess = (points + np.array([dx, dy], np.float32)).astype(np.float32)
-        moved, status, _ = cv2.calcOpticalFlowPyrLK(prev, grey, points, guess, winSize=(21, 21), maxLevel=3,
-                                                    flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
-        ok = status.ravel() == 1
-        if ok.sum() < 10:
+        best, best_inliers = None, 0
+        # From the global translation and from none: a repetitive texture (coins, tiles) can
+        # fool the correlation, and a zoom has no single translation; the fit with more
+        # RANSAC inliers wins.
+        for guess in ((points + np.array([dx, dy], np.float32)).astype(np.float32), None):
+            moved, status, _ = cv2.calcOpticalFlowPyrLK(
+                prev, grey, points, None if guess is None else guess, winSize=(21, 21), maxLevel=3,
+                flags=0 if guess is None else cv2.OPTFLOW_USE_INITIAL_FLOW)
+            ok = status.ravel() == 1
+            if ok.sum() < 10:
+                continue
+            step, inliers = cv2.estimateAffinePartial2D(moved[ok], points[ok], method=cv2.RANSAC,
+                                                        ransacReprojThreshold=2.0)
+            if step is not None and int(inliers.sum()) >= max(10, 0.3 * ok.sum()) and int(inliers.sum()) > best_inliers:
+                best, best_inliers = step, int(inliers.sum())
+        if best is None:
             return [], 0.0
-        step, inliers = cv2.estimateAffinePartial2D(moved[ok], points[ok], method=cv2.RANSAC,
-                                                    ransacReprojThreshold=2.0)
-        if step is None or inliers.sum() < max(10, 0.3 * ok.sum()):
-            return [], 0.0
+        step = best
         warps.append(warps[-1] @ np.vstack([step, [0.0, 0.0, 1.0]]))
         m = warps[-1]
         shift = max(shift, float(np.abs(frame_corners @ m[:2, :2].T + m[:2, 2] - frame_corners).max()))
