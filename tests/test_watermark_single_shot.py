@@ -75,6 +75,34 @@ def test_mark_on_one_shot_found_with_default_config(tmp_path, stages, pyscenedet
     assert all(box[1] > 720 / 2 for c in real for box in c["watermark_boxes"][:1])
 
 
+STATIC_MARKED = C.VideoSpec("static_marked.mp4", 640, 360, 25, (
+    C.ShotSpec("chelsea", C.STATIC, 60, ("logo",)),
+    C.ShotSpec("astronaut", C.PAN_LEFT, 60, ()),
+    C.ShotSpec("coffee", C.TILT_DOWN, 60, ()),
+))
+
+
+def test_combined_backend_asks_the_detector_only_where_the_camera_did_not_move(tmp_path):
+    """`backend: combined`: the static shot's score is the higher of persistence and the
+    detector (its backend names both), the moving shots' is persistence alone."""
+    config = load_curation_config(None, ["watermark.backend=combined"]).model_dump(mode="json")
+    analysis, watermark = VideoAnalysisStage(config), WatermarkStage(config)
+    analysis.setup()
+    watermark.setup()
+    render_video_file(STATIC_MARKED, tmp_path / STATIC_MARKED.file, seed=1)
+    row = analysis.process_row(new_video_row(str(tmp_path / STATIC_MARKED.file)))
+    clips = {c["shot_index"]: c for c in loads(watermark.process_row(row)["clips_json"]) if c["status"] == "ok"}
+    persistence = WatermarkStage(load_curation_config().model_dump(mode="json"))
+    alone = {c["shot_index"]: c for c in loads(persistence.process_row(row)["clips_json"]) if c["status"] == "ok"}
+    assert set(clips) == {0, 1, 2}
+    detector = watermark.detector.backend
+    assert clips[0]["watermark_backend"] == f"persistence-v2+{detector}"
+    assert clips[0]["watermark_score"] >= alone[0]["watermark_score"]
+    for k in (1, 2):
+        assert clips[k]["watermark_backend"] == "persistence-v2"
+        assert clips[k]["watermark_score"] == alone[k]["watermark_score"]
+
+
 def test_held_out_evaluation_scores_every_clip_against_its_truth(tmp_path):
     """The evaluation behind docs/watermark.md's precision/recall table, on two videos: one with
     a random overlay on one shot, one clean."""
@@ -85,6 +113,7 @@ def test_held_out_evaluation_scores_every_clip_against_its_truth(tmp_path):
     assert {r["video"] for r in rows} == {"heldout_00.mp4", "heldout_01.mp4"}
     assert [r["shot"] for r in rows if r["marked"]] == [0]  # video 0 carries the mark on its first shot
     assert all(r["both"] == max(r["persistence"], r["yolo"]) for r in rows)
+    assert all(r["combined"] in (r["persistence"], r["both"]) for r in rows)
     assert set(result["backends"]["both"]["tiers"]) >= {"256p", "360p"}
     assert "| persistence |" in render_table(result)
     pr = _pr([(0.9, True, False), (0.7, False, False), (0.2, True, True), (0.1, False, False)], 0.6)

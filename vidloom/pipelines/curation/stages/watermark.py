@@ -5,7 +5,8 @@ default backend is the deterministic corner-persistence check, which needs no we
 YOLO backend runs a detector trained by `vidloom train-watermark-detector`. With
 `backend: both` a clip's score is the higher of the two and its boxes are the union, since the
 two fail differently: persistence needs the video's other clips to differ from this one, the
-detector judges each frame alone.
+detector judges each frame alone. `backend: combined` asks the detector only about clips whose
+camera did not move: there motion proves nothing, elsewhere persistence is the surer judge.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from vidloom.pipelines.curation.watermark.persistence import persistence_scores
 from vidloom.pipelines.curation.stages.clip_scoring import ClipScoringStage
 from vidloom.pipelines.stage import Row, StageResources
 from vidloom.platform.weights import resolve_weights
+
+DETECTOR_BACKENDS = ("yolo", "both", "combined")  # the backends that load the trained detector
 
 
 def _to_display(box, scale_x: float, scale_y: float, width: int, height: int) -> list[int]:
@@ -53,7 +56,7 @@ class WatermarkStage(ClipScoringStage):
 
     @classmethod
     def weights(cls, config: Any) -> list[tuple[str | None, str]]:
-        if config.watermark.backend not in ("yolo", "both"):
+        if config.watermark.backend not in DETECTOR_BACKENDS:
             return []
         return [(config.watermark.weights or default_weights(), WEIGHTS_SETTING)]
 
@@ -61,12 +64,12 @@ class WatermarkStage(ClipScoringStage):
         super().__init__(resources)
         self.config = watermark_section(config)
         self.detector = None
-        if self.config.backend in ("yolo", "both"):
+        if self.config.backend in DETECTOR_BACKENDS:
             # Resolved at construction: a missing file fails at once, naming the setting.
             self.weights = resolve_weights(self.config.weights or default_weights(), WEIGHTS_SETTING)
 
     def setup(self) -> None:
-        if self.config.backend in ("yolo", "both"):
+        if self.config.backend in DETECTOR_BACKENDS:
             from vidloom.pipelines.curation.watermark.yolo import YoloWatermarkDetector
 
             c = self.config
@@ -85,14 +88,16 @@ class WatermarkStage(ClipScoringStage):
         width, height = int(video.get("width") or fw), int(video.get("height") or fh)
         sx, sy = width / fw, height / fh
         persistence = {}
-        if self.config.backend in ("persistence", "both"):
+        if self.config.backend != "yolo":
             persistence = persistence_scores(todo, content_box=self._content_box(clips, todo, sx, sy))
         for k, picked in todo.items():
             score, boxes, backends = 0.0, [], []
             if k in persistence:
                 score, boxes = persistence[k].score, list(persistence[k].boxes)
                 backends.append(PERSISTENCE_BACKEND)
-            if self.detector is not None:
+            ask_detector = self.detector is not None and not (
+                self.config.backend == "combined" and k in persistence and persistence[k].moved)
+            if ask_detector:
                 y_score, y_boxes = self.detector.score_clip(picked)
                 score, boxes = max(score, y_score), boxes + y_boxes
                 backends.append(self.detector.backend)

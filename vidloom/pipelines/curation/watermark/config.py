@@ -23,10 +23,12 @@ def default_weights() -> str | None:
 class WatermarkConfig(StrictModel):
     """Settings of the watermark stage (YAML section `watermark`)."""
 
-    backend: Literal["persistence", "yolo", "both"] = Field(
+    backend: Literal["persistence", "yolo", "both", "combined"] = Field(
         "persistence",
         description="persistence: deterministic corner-persistence check (no weights); yolo: the "
-        "trained detector; both: the higher of the two scores, boxes from both",
+        "trained detector; both: the higher of the two scores, boxes from both; combined: "
+        "persistence, and where the camera did not move (so that motion proves nothing) the "
+        "higher of it and the detector",
     )
     weights: str | None = Field(
         None, description="YOLO weights (.pt); null = the committed file if this checkout has one"

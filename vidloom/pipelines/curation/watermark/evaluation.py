@@ -15,8 +15,8 @@ detector was fitted to:
   25 fps, H.264.
 
 Each video goes through the default `video_analysis` stage once, then the watermark stage with
-`backend: persistence` and `backend: yolo`; `both` is the higher of the two, as the stage
-computes it. Per backend it prints the ROC AUC (marked vs clean clips), and precision and recall
+`backend: persistence`, `yolo` and `combined`; `both` is the higher of the first two, as the
+stage computes it. Per backend it prints the ROC AUC (marked vs clean clips), and precision and recall
 at each tier's `watermark_score_max`, with the recall on static shots apart (a mark on a static
 shot of a video whose other shots do not share it is invisible to persistence).
 """
@@ -91,11 +91,12 @@ def _pr(scores: list[tuple[float, bool, bool]], threshold: float) -> dict:
 
 
 def evaluate(videos: int = 48, seed: int = 100, work: Path | None = None,
-             overrides: Sequence[str] = (), backends: Sequence[str] = ("persistence", "yolo")) -> dict:
+             overrides: Sequence[str] = (), backends: Sequence[str] = ("persistence", "yolo", "combined")) -> dict:
     """Render the held-out videos and score their clips with each backend.
 
     `overrides` are curation config overrides (``section.field=value``) applied to the analysis
-    and watermark stages alike; ``both`` is added when both backends run."""
+    and watermark stages alike; ``both`` (the higher of the two, as that backend computes it) is
+    added when persistence and yolo run."""
     from vidloom.pipelines.curation.config import load_curation_config
     from vidloom.pipelines.curation.rows import loads, new_video_row
     from vidloom.pipelines.curation.stages.video_analysis import VideoAnalysisStage
@@ -124,14 +125,14 @@ def evaluate(videos: int = 48, seed: int = 100, work: Path | None = None,
                 # The shot by the clip's middle frame (a detector may split a shot in two).
                 shot = min(2, (clip["start_frame"] + clip["end_frame"]) // 2 // SHOT_FRAMES)
                 per = {b: float(scores[b][clip["clip_id"]]["watermark_score"]) for b in stages}
-                if len(per) > 1:
-                    per["both"] = max(per.values())
+                if "persistence" in per and "yolo" in per:
+                    per["both"] = max(per["persistence"], per["yolo"])
                 clips.append({"video": Path(t["path"]).name, "shot": shot, "marked": shot == t["marked_shot"],
                               "static": t["motions"][shot] == C.STATIC, "motion": t["motions"][shot],
                               "camera_motion": clip.get("camera_motion"), **per})
     result = {"videos": videos, "seed": seed, "overrides": list(overrides), "clips": len(clips),
               "marked": sum(c["marked"] for c in clips), "backends": {}, "rows": clips}
-    for b in [*backends, *(("both",) if len(backends) > 1 else ())]:
+    for b in [*backends, *(("both",) if {"persistence", "yolo"} <= set(backends) else ())]:
         scored = [(c[b], c["marked"], c["static"]) for c in clips]
         result["backends"][b] = {
             "auc": _auc([s for s, m, _ in scored if m], [s for s, m, _ in scored if not m]),
@@ -161,10 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="curation config override for the analysis and watermark stages (repeatable), "
                    "e.g. watermark.weights=runs/watermark/watermark_yolo.pt")
-    p.add_argument("--backend", action="append", choices=("persistence", "yolo"),
-                   help="backend to score (repeatable; default both, plus their combination)")
+    p.add_argument("--backend", action="append", choices=("persistence", "yolo", "combined"),
+                   help="backend to score (repeatable; default all three, plus `both`, the higher of the first two)")
     args = p.parse_args(argv)
-    result = evaluate(args.videos, args.seed, args.work, args.set, tuple(args.backend or ("persistence", "yolo")))
+    result = evaluate(args.videos, args.seed, args.work, args.set,
+                      tuple(args.backend or ("persistence", "yolo", "combined")))
     print(render_table(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

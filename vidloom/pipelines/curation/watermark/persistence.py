@@ -64,6 +64,9 @@ class PersistenceResult:
     score: float
     boxes: list[list[int]] = field(default_factory=list)
     baseline: float = 1.0
+    # Whether the camera moved the content enough for the clip to be judged alone; where it did
+    # not, nothing but the video's other clips tells a mark from the content.
+    moved: bool = False
 
 
 def _gradients(frames: Sequence[np.ndarray]) -> np.ndarray:
@@ -221,17 +224,18 @@ def _fixed_layer_evidence(greys: Sequence[np.ndarray], warps: Sequence[np.ndarra
 
 
 def _fixed_while_content_moves(frames: Sequence[np.ndarray], where: np.ndarray, inside: np.ndarray,
-                               p: PersistenceParams) -> list[tuple[float, list[int]]]:
+                               p: PersistenceParams) -> list[tuple[float, list[int]]] | None:
     """Blobs of a mark on this clip alone (a stock-footage mark, a channel bug on one shot),
     which the video's other clips cannot reveal: a layer that stays at fixed pixels while the
     camera moves the content under it (`_fixed_layer_evidence`), with the first and the last
     frame as reference (each sees the corners the other loses in a pan or zoom; where both see
     a place, both must agree). `where` is where a mark may be; `inside` the picture without
-    its bars. A camera that barely moves gives none."""
+    its bars. None when the camera barely moves (or its motion cannot be measured): then the
+    clip alone proves nothing."""
     greys = [f if f.ndim == 2 else cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
     warps, shift = _camera_warps(greys, ~where)
     if not warps or shift < p.min_shift * min(greys[0].shape) / 256.0:
-        return []
+        return None
     # A zoom magnifies some frames onto others, and a magnified prediction lacks the fine detail
     # of the frame it predicts: every edge would leave a residual of one sign. All frames are
     # smoothed to the coarsest detail any prediction has.
@@ -325,8 +329,8 @@ def persistence_scores(
         if gap >= p.min_baseline_gap:
             evidence = np.clip((pool - baseline) / gap, 0.0, 1.0) * (own & where)
             blobs = _blobs(evidence, p)
-        blobs = sorted(blobs + alone, key=lambda t: -t[0])
+        blobs = sorted(blobs + (alone or []), key=lambda t: -t[0])
         score = blobs[0][0] if blobs else 0.0
         boxes = _merged([box for s, box in blobs if s >= p.box_threshold], gap)
-        results[k] = PersistenceResult(float(np.clip(score, 0.0, 1.0)), boxes, baseline)
+        results[k] = PersistenceResult(float(np.clip(score, 0.0, 1.0)), boxes, baseline, moved=alone is not None)
     return results
