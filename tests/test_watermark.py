@@ -21,7 +21,7 @@ FILES = ("v02_chelsea_logo.mp4", "v00_astronaut.mp4", "v05_portrait.mp4", "v07_c
 
 @pytest.fixture(scope="module")
 def analysed(ray_session, sample_corpus):
-    """Rows after the real analysis stage and the watermark stage (default config) on Ray."""
+    """Rows after the real analysis stage and the persistence watermark check on Ray."""
     import ray
 
     from vidloom.pipelines.curation.config import load_curation_config
@@ -31,7 +31,7 @@ def analysed(ray_session, sample_corpus):
     from vidloom.pipelines.ray_data import apply_stage
     from vidloom.pipelines.stage import StageResources
 
-    cfg = load_curation_config().model_dump(mode="json")
+    cfg = load_curation_config(None, ["watermark.backend=persistence"]).model_dump(mode="json")
     one = StageResources(num_cpus=1, batch_size=1, min_workers=1, max_workers=2)
     ds = ray.data.from_items([new_video_row(str(sample_corpus / f)) for f in FILES], override_num_blocks=len(FILES))
     ds = apply_stage(ds, VideoAnalysisStage, {"config": cfg}, one)

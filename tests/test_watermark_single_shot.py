@@ -92,7 +92,7 @@ def test_combined_backend_asks_the_detector_only_where_the_camera_did_not_move(t
     render_video_file(STATIC_MARKED, tmp_path / STATIC_MARKED.file, seed=1)
     row = analysis.process_row(new_video_row(str(tmp_path / STATIC_MARKED.file)))
     clips = {c["shot_index"]: c for c in loads(watermark.process_row(row)["clips_json"]) if c["status"] == "ok"}
-    persistence = WatermarkStage(load_curation_config().model_dump(mode="json"))
+    persistence = WatermarkStage(load_curation_config(None, ["watermark.backend=persistence"]).model_dump(mode="json"))
     alone = {c["shot_index"]: c for c in loads(persistence.process_row(row)["clips_json"]) if c["status"] == "ok"}
     assert set(clips) == {0, 1, 2}
     detector = watermark.detector.backend
