@@ -24,7 +24,7 @@ class WatermarkConfig(StrictModel):
     """Settings of the watermark stage (YAML section `watermark`)."""
 
     backend: Literal["persistence", "yolo", "both", "combined"] = Field(
-        "combined",
+        "persistence",
         description="persistence: deterministic corner-persistence check (no weights); yolo: the "
         "trained detector; both: the higher of the two scores, boxes from both; combined: "
         "persistence, and where the camera did not move (so that motion proves nothing) the "
