@@ -39,6 +39,7 @@ from vidloom.pipelines.samples.render import encode_video, render_shot
 MOTIONS = (C.STATIC, C.PAN_LEFT, C.PAN_RIGHT, C.TILT_UP, C.TILT_DOWN, C.ZOOM_IN, C.ZOOM_OUT, C.HANDHELD)
 CORNERS = ("tl", "tr", "bl", "br")
 WIDTH, HEIGHT, FPS, SHOT_FRAMES = 640, 360, 25, 60
+BACKENDS = ("persistence", "yolo", "combined")  # each run as a real stage; `both` is derived
 
 
 def render_held_out(out: Path, videos: int, seed: int) -> list[dict]:
@@ -59,7 +60,7 @@ def render_held_out(out: Path, videos: int, seed: int) -> list[dict]:
         for s in range(3):
             shot = C.ShotSpec(f"held-out {picks[s]}", motions[s], SHOT_FRAMES)
             for frame in render_shot(shot, WIDTH, HEIGHT, FPS, rng, photo=photos[picks[s]]):
-                if s == marked and overlay is not None:  # same margin on every frame: the mark does not move
+                if s == marked:  # same margin on every frame: the mark does not move
                     place_overlay(frame, overlay, corner, np.random.default_rng(place_seed))
                 frames.append(frame)
         path = out / f"heldout_{v:02d}.mp4"
@@ -91,7 +92,7 @@ def _pr(scores: list[tuple[float, bool, bool]], threshold: float) -> dict:
 
 
 def evaluate(videos: int = 48, seed: int = 100, work: Path | None = None,
-             overrides: Sequence[str] = (), backends: Sequence[str] = ("persistence", "yolo", "combined")) -> dict:
+             overrides: Sequence[str] = (), backends: Sequence[str] = BACKENDS) -> dict:
     """Render the held-out videos and score their clips with each backend.
 
     `overrides` are curation config overrides (``section.field=value``) applied to the analysis
@@ -162,11 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="curation config override for the analysis and watermark stages (repeatable), "
                    "e.g. watermark.weights=runs/watermark/watermark_yolo.pt")
-    p.add_argument("--backend", action="append", choices=("persistence", "yolo", "combined"),
+    p.add_argument("--backend", action="append", choices=BACKENDS,
                    help="backend to score (repeatable; default all three, plus `both`, the higher of the first two)")
     args = p.parse_args(argv)
     result = evaluate(args.videos, args.seed, args.work, args.set,
-                      tuple(args.backend or ("persistence", "yolo", "combined")))
+                      tuple(args.backend or BACKENDS))
     print(render_table(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

@@ -176,8 +176,7 @@ def _camera_warps(greys: Sequence[np.ndarray], track: np.ndarray | None = None) 
                 best, best_inliers = step, int(inliers.sum())
         if best is None:
             return [], 0.0
-        step = best
-        warps.append(warps[-1] @ np.vstack([step, [0.0, 0.0, 1.0]]))
+        warps.append(warps[-1] @ np.vstack([best, [0.0, 0.0, 1.0]]))
         m = warps[-1]
         shift = max(shift, float(np.abs(frame_corners @ m[:2, :2].T + m[:2, 2] - frame_corners).max()))
     return warps, shift
@@ -199,7 +198,7 @@ def _fixed_layer_evidence(greys: Sequence[np.ndarray], warps: Sequence[np.ndarra
     pillarbox bars are fixed too, and a zoom would carry their edge into the content."""
     h, w = greys[ref].shape
     onto_ref = np.linalg.inv(warps[ref])
-    ones = inside.astype(np.float32)
+    picture = inside.astype(np.float32)
     residuals, seen = [], []
     for i, grey in enumerate(greys):
         if i == ref:
@@ -207,7 +206,7 @@ def _fixed_layer_evidence(greys: Sequence[np.ndarray], warps: Sequence[np.ndarra
         m = (onto_ref @ warps[i])[:2]
         residuals.append(cv2.warpAffine(grey, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
                          - greys[ref])
-        seen.append(cv2.warpAffine(ones, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0) > 0.999)
+        seen.append(cv2.warpAffine(picture, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0) > 0.999)
     d, valid = np.stack(residuals), np.stack(seen)
     above = np.where(valid, d, np.inf).min(axis=0)  # all residuals at least this (same sign: > 0)
     below = np.where(valid, -d, np.inf).min(axis=0)
@@ -317,7 +316,7 @@ def persistence_scores(
     for rows in (slice(0, bh), slice(h - bh, h)):
         for cols in (slice(0, bw), slice(w - bw, w)):
             corners[rows, cols] = True
-    gap = max(2, round(min(h, w) * 0.03))
+    join_px = max(2, round(min(h, w) * 0.03))  # boxes this close are one mark
     for k, own in own_masks.items():
         alone = _fixed_while_content_moves(usable[k], where & corners, inside, p)
         ref = own & centre
@@ -331,6 +330,6 @@ def persistence_scores(
             blobs = _blobs(evidence, p)
         blobs = sorted(blobs + (alone or []), key=lambda t: -t[0])
         score = blobs[0][0] if blobs else 0.0
-        boxes = _merged([box for s, box in blobs if s >= p.box_threshold], gap)
+        boxes = _merged([box for s, box in blobs if s >= p.box_threshold], join_px)
         results[k] = PersistenceResult(float(np.clip(score, 0.0, 1.0)), boxes, baseline, moved=alone is not None)
     return results

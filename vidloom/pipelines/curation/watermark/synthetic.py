@@ -103,9 +103,10 @@ def folder_photos(folders: Iterable[str], max_side: int = 960) -> list[np.ndarra
 
     Refuses the held-out evaluation's photographs: training on them would make its figures a
     measure of memory instead of generalisation."""
-    from vidloom.pipelines.curation.signals.clarity_calibration import held_out_images
+    from vidloom.pipelines.curation.signals.clarity_calibration import held_out_images, read_rgb
+    from vidloom.platform.weights import file_digest
 
-    held_out = {_digest(p) for p in held_out_images() if p.is_file()}
+    held_out = {file_digest(p, 16) for p in held_out_images() if p.is_file()}
     photos: list[np.ndarray] = []
     for folder in folders:
         root = Path(folder)
@@ -115,22 +116,14 @@ def folder_photos(folders: Iterable[str], max_side: int = 960) -> list[np.ndarra
         if not paths:
             raise ValueError(f"no photographs ({', '.join(PHOTO_SUFFIXES)}) in {root}")
         for path in paths:
-            if _digest(path) in held_out:
+            if file_digest(path, 16) in held_out:
                 raise ValueError(f"{path} is one of the held-out evaluation's photographs; leave it out")
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise ValueError(f"cannot read image {path}")
-            scale = max_side / max(bgr.shape[:2])
+            rgb = read_rgb(path)
+            scale = max_side / max(rgb.shape[:2])
             if scale < 1:
-                bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            photos.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            photos.append(rgb)
     return photos
-
-
-def _digest(path: Path) -> str:
-    from vidloom.platform.weights import file_digest
-
-    return file_digest(path, 16)
 
 
 def _jitter(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -361,9 +354,8 @@ def write_yolo_dataset(out: str | Path, images: int, imgsz: int = 320, val_share
     out = Path(out)
     data_yaml = out / "data.yaml"
     spec = {"version": DATASET_VERSION, "images": int(images), "imgsz": int(imgsz),
-            "val_share": float(val_share), "seed": int(seed), "videos": [str(v) for v in videos]}
-    if photos:  # (absent otherwise, so that older datasets' specs still match)
-        spec["photos"] = [str(Path(f).resolve()) for f in photos]
+            "val_share": float(val_share), "seed": int(seed), "videos": [str(v) for v in videos],
+            "photos": [str(Path(f).resolve()) for f in photos]}
     if data_yaml.is_file() and not force:
         existing = yaml.safe_load(data_yaml.read_text()) or {}
         if existing.get("vidloom_spec") == spec:
