@@ -3,9 +3,10 @@
 No watermark detector weights exist to download, so this job makes them: it writes a YOLO
 dataset of real photographs (and frames of any `--video`) with synthetic text/logo overlays,
 trains a one-class YOLO built from its YAML (no pretrained weights), validates it on held-out
-synthetic overlays and exports the weights (.pt, plus ONNX when the `onnx` package is
-installed). Everything runs offline. Re-running the same command resumes: the dataset is
-reused and training continues from ``train/weights/last.pt``.
+synthetic overlays and exports the weights: ``watermark_yolo.pt`` (the checkpoint, for `--init`)
+and ``watermark_yolo.onnx`` (what the curation stage runs; `curation.watermark.weights`).
+Everything runs offline. Re-running the same command resumes: the dataset is reused and training
+continues from ``train/weights/last.pt``. ``--export-onnx FILE.pt`` only converts a checkpoint.
 
 On CPU a from-scratch epoch costs ~0.15-0.2 s per 320-px image; a useful detector needs a GPU
 (`--device 0`, minutes) or hours of background CPU.
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vidloom.pipelines.curation.watermark.synthetic import write_yolo_dataset
-from vidloom.pipelines.curation.watermark.yolo import offline_ultralytics
+from vidloom.pipelines.curation.watermark.yolo import export_onnx, offline_ultralytics
 from vidloom.platform.weights import file_digest
 
 ARCHITECTURES = ("yolo11n", "yolov8n")
@@ -54,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wall-clock budget of training in hours (overrides --epochs; the schedule fits the budget)")
     p.add_argument("--patience", type=int, default=100, help="stop after this many epochs without improvement")
     p.add_argument("--fresh", action="store_true", help="start training over instead of resuming from last.pt")
-    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
+    p.add_argument("--export-onnx", metavar="FILE.pt", default=None,
+                   help="only write FILE.onnx next to this Ultralytics checkpoint (a pickle: one you made or trust) "
+                   "and exit; --imgsz is the size it is checked at")
     return p
 
 
@@ -64,17 +67,6 @@ def _finished(last: Path) -> bool:
 
     ckpt = torch.load(last, map_location="cpu", weights_only=False)
     return int(ckpt.get("epoch", -1)) < 0
-
-
-def _export_onnx(model, imgsz: int) -> str:
-    try:
-        import onnx  # noqa: F401 - Ultralytics would otherwise try to pip-install it
-    except ImportError:
-        return "skipped: the onnx package is not installed"
-    try:
-        return str(model.export(format="onnx", imgsz=imgsz, simplify=False, dynamic=False, verbose=False))
-    except Exception as exc:  # noqa: BLE001 - the .pt is the primary artefact; report why ONNX failed
-        return f"failed: {type(exc).__name__}: {exc}"[:300]
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
@@ -123,6 +115,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     val = model.val(data=str(data_yaml), imgsz=args.imgsz, batch=args.batch, device=args.device,
                     split="val", workers=args.workers, project=str(out), name="val", exist_ok=True, **common)
     box = val.box
+    onnx_path = export_onnx(exported, args.imgsz)
     metrics = {
         "precision": round(float(box.mp), 4),
         "recall": round(float(box.mr), 4),
@@ -130,7 +123,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "map50_95": round(float(box.map), 4),
         "weights": str(exported),
         "weights_sha256_12": file_digest(exported),
-        "onnx": "skipped: --no-onnx" if args.no_onnx else _export_onnx(model, args.imgsz),
+        "onnx": str(onnx_path),
+        "onnx_sha256_12": file_digest(onnx_path),
         "config": {k: v for k, v in vars(args).items() if k not in ("out",)},
         "init_sha256_12": file_digest(args.init) if args.init else None,
         "dataset": json.loads((out / "dataset" / "dataset.json").read_text()),
@@ -144,6 +138,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; prints validation precision/recall and where the weights are."""
     args = build_parser().parse_args(argv)
+    if args.export_onnx:
+        if not Path(args.export_onnx).is_file():
+            print(f"--export-onnx: no such file: {args.export_onnx}", file=sys.stderr)
+            return 2
+        path = export_onnx(args.export_onnx, args.imgsz)
+        print(f"wrote {path} (sha256 {file_digest(path)}); set curation.watermark.weights to it")
+        return 0
     if args.images < 2:
         print("--images must be at least 2 (one for validation)", file=sys.stderr)
         return 2
@@ -151,7 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"watermark detector: precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
         f"mAP50 {m['map50']:.3f} on {m['dataset']['val']} held-out synthetic images\n"
-        f"  weights {m['weights']} (sha256 {m['weights_sha256_12']}), onnx: {m['onnx']}\n"
+        f"  checkpoint {m['weights']} (sha256 {m['weights_sha256_12']})\n"
+        f"  curation.watermark.weights: {m['onnx']} (sha256 {m['onnx_sha256_12']})\n"
         f"  metrics {Path(args.out).resolve() / 'metrics.json'}"
     )
     return 0

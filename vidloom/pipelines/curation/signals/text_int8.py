@@ -6,15 +6,13 @@ per frame at 320 px on one core here. No quantized weights are shipped or downlo
 detector built on a machine quantizes the fp32 ONNX file it was given (the rapidocr wheel's
 model by default) and caches the result; every later actor loads the cached file.
 
-Recipe (`RECIPE`; a change of any step bumps it, so old caches are not reused):
-
-1. the model's opset is raised to 17 (per-channel QDQ needs >= 13; the wheel's is 11);
-2. onnxruntime's `quant_pre_process` (shape inference and graph fusion, no symbolic shapes);
-3. static QDQ quantization: weights int8 per output channel, activations uint8, MinMax
-   ranges, calibrated on `calibration_inputs(side)`: the clarity calibration's real
-   photographs (scikit-image's, never the test corpus), each plain and with three kinds of
-   burned-in text drawn with OpenCV's Hershey fonts (subtitle line, title, small corner
-   text), preprocessed exactly as the detector preprocesses a frame at `side` px.
+Recipe (`RECIPE`; a change of any step bumps it, so old caches are not reused): the shared one of
+`vidloom.platform.int8` (opset 17, the wheel's is 11; onnxruntime's pre-processing; static QDQ,
+int8 weights per output channel, uint8 activations, MinMax ranges), calibrated on
+`calibration_inputs(side)`: the clarity calibration's real photographs (scikit-image's, never
+the test corpus), each plain and with three kinds of burned-in text drawn with OpenCV's Hershey
+fonts (subtitle line, title, small corner text), preprocessed exactly as the detector
+preprocesses a frame at `side` px.
 
 The calibration is deterministic and uses nothing of the machine but the installed wheels, so
 two machines with the same packages make the same model. Measured fidelity (docs/operations.md
@@ -23,30 +21,26 @@ sample-corpus and PySceneDetect clip, and a subtitle AUC on held-out photographs
 within noise.
 
 The cache is `cache_dir("ocr")`: `$VIDLOOM_CACHE_DIR/ocr`, default `~/.cache/vidloom/ocr` (a
-folder under the temp dir when that cannot be written). The file name carries
-the source model's SHA-256, the side, the recipe and onnxruntime's version. Concurrent
-builders (two actors starting at once) serialise on a lock file; the result is written to a
-temporary name and renamed into place, so a reader never sees a partial file.
+folder under the temp dir when that cannot be written). The file name carries the source
+model's SHA-256, the side, the recipe and onnxruntime's version (`int8_copy`, which also locks
+against concurrent builders and renames the finished file into place).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from vidloom.platform.weights import cache_dir, file_digest
+from vidloom.platform.int8 import int8_copy
+from vidloom.platform.weights import cache_dir
 
 __all__ = ["RECIPE", "calibration_inputs", "int8_model"]
 
 #: Version of the quantization recipe (module docstring); part of the cached file's name.
 RECIPE = 1
-_OPSET = 17
 _WORDS = ("a", "house", "by", "the", "sea", "light", "went", "out", "slowly", "morning", "came",
           "channel", "news", "live", "2019", "episode", "part", "one", "(c)", "studio")
 _HERSHEY = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX,
@@ -98,65 +92,8 @@ def calibration_inputs(side: int, seed: int = 0) -> list[np.ndarray]:
     return feeds
 
 
-def _quantize(source: Path, dest: Path, side: int) -> None:
-    import onnx
-    from onnx import version_converter
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    model = onnx.load(str(source))
-    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        staged = Path(tmp) / "opset.onnx"
-        if opset < _OPSET:
-            model = version_converter.convert_version(model, _OPSET)
-        onnx.save(model, str(staged))
-        pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(staged), str(pre), skip_symbolic_shape=True)
-        name = model.graph.input[0].name
-
-        class _Feeds(CalibrationDataReader):
-            def __init__(self) -> None:
-                self._it = iter([{name: x} for x in calibration_inputs(side)])
-
-            def get_next(self):
-                return next(self._it, None)
-
-        out = Path(tmp) / "int8.onnx"
-        quantize_static(
-            str(pre), str(out), _Feeds(), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
-        os.replace(out, dest)  # same folder: atomic
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def int8_model(source: str | os.PathLike, side: int, folder: str | os.PathLike | None = None) -> Path:
     """Path of the int8 copy of the fp32 detector `source` for inputs of long side `side`,
     made now (a few seconds, once per machine) if it is not in the cache."""
-    import onnxruntime
-
-    source = Path(source)
-    if folder is None:
-        folder = cache_dir("ocr")
-    else:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-    tag = f"{file_digest(source, 16)}-s{int(side)}-r{RECIPE}-ort{onnxruntime.__version__}"
-    dest = folder / f"{source.stem}.int8.{tag}.onnx"
-    if dest.is_file():
-        return dest
-    with _locked(folder / f"{dest.name}.lock"):
-        if not dest.is_file():  # another process may have made it while we waited
-            _quantize(source, dest, int(side))
-    return dest
+    return int8_copy(source, cache_dir("ocr") if folder is None else folder, f"s{int(side)}-r{RECIPE}",
+                     lambda: calibration_inputs(int(side)))

@@ -1,12 +1,15 @@
 """WatermarkStage: channel logos and watermarks on each clip (`watermark_score`, `_boxes`).
 
-Works on the frames the analysis stage shipped with the row (never decodes the source). The
-default backend is the deterministic corner-persistence check, which needs no weights; the
-YOLO backend runs a detector trained by `vidloom train-watermark-detector`. With
-`backend: both` a clip's score is the higher of the two and its boxes are the union, since the
-two fail differently: persistence needs the video's other clips to differ from this one, the
-detector judges each frame alone. `backend: combined` asks the detector only about clips whose
-camera did not move: there motion proves nothing, elsewhere persistence is the surer judge.
+Works on the frames the analysis stage shipped with the row (never decodes the source). Two
+checks, which fail differently:
+- persistence (no weights): a layer that stays at fixed pixels while the content changes, across
+  the video's clips and, where the camera moves, within one clip;
+- the trained detector (`vidloom train-watermark-detector`; the committed ONNX file by default,
+  run by onnxruntime, in int8 unless `precision: fp32`): marks by their look, on the first and the
+  last of the clip's frames; a detection counts only where it stays put from one to the other.
+`backend: both` scores a clip by the higher of the two and keeps the boxes of both;
+`combined` asks the detector only about clips whose camera did not move (elsewhere persistence
+alone); `persistence` and `yolo` run one check.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import pyarrow as pa
 from vidloom.pipelines.curation.rows import clip_frames, dumps, evenly, loads
 from vidloom.pipelines.curation.watermark.config import WEIGHTS_SETTING, WatermarkConfig, default_weights
 from vidloom.pipelines.curation.watermark.persistence import BACKEND as PERSISTENCE_BACKEND
-from vidloom.pipelines.curation.watermark.persistence import persistence_scores
+from vidloom.pipelines.curation.watermark.persistence import join_distance, merged_boxes, persistence_scores
 from vidloom.pipelines.curation.stages.clip_scoring import ClipScoringStage
 from vidloom.pipelines.stage import Row, StageResources
 from vidloom.platform.weights import resolve_weights
@@ -74,7 +77,7 @@ class WatermarkStage(ClipScoringStage):
 
             c = self.config
             self.detector = YoloWatermarkDetector(self.weights, device=c.device, imgsz=c.imgsz,
-                                                  conf=c.conf, threads=c.threads)
+                                                  conf=c.conf, threads=c.threads, precision=c.precision)
 
     def process_row(self, row: Row) -> Row:
         clips = loads(row["clips_json"])
@@ -98,11 +101,13 @@ class WatermarkStage(ClipScoringStage):
             ask_detector = self.detector is not None and not (
                 self.config.backend == "combined" and k in persistence and persistence[k].moved)
             if ask_detector:
-                y_score, y_boxes = self.detector.score_clip(picked)
+                y_score, y_boxes = self.detector.score_clip(evenly(picked, self.config.detector_frames))
                 score, boxes = max(score, y_score), boxes + y_boxes
                 backends.append(self.detector.backend)
             clip = clips[k]
             clip["watermark_score"] = round(float(score), 4)
+            # One box per mark: both checks may find it, the detector may box it twice.
+            boxes = merged_boxes(boxes, join_distance(fh, fw))
             clip["watermark_boxes"] = [_to_display(b, sx, sy, width, height) for b in boxes]
             clip["watermark_backend"] = "+".join(backends)
         return {**row, "clips_json": dumps(clips)}

@@ -126,6 +126,8 @@ def evaluate(videos: int = 48, seed: int = 100, work: Path | None = None,
                 # The shot by the clip's middle frame (a detector may split a shot in two).
                 shot = min(2, (clip["start_frame"] + clip["end_frame"]) // 2 // SHOT_FRAMES)
                 per = {b: float(scores[b][clip["clip_id"]]["watermark_score"]) for b in stages}
+                if "combined" in scores:  # the detector was asked: the camera did not move
+                    per["camera_moved"] = "yolo:" not in scores["combined"][clip["clip_id"]]["watermark_backend"]
                 if "persistence" in per and "yolo" in per:
                     per["both"] = max(per["persistence"], per["yolo"])
                 clips.append({"video": Path(t["path"]).name, "shot": shot, "marked": shot == t["marked_shot"],

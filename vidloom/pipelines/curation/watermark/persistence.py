@@ -246,7 +246,12 @@ def _fixed_while_content_moves(frames: Sequence[np.ndarray], where: np.ndarray, 
     return _blobs(np.nan_to_num(evidence, nan=0.0) * where, p)
 
 
-def _merged(boxes: list[list[int]], gap: int) -> list[list[int]]:
+def join_distance(h: int, w: int) -> int:
+    """Boxes this close (px) in an h x w frame are one mark: 3 % of the short side."""
+    return max(2, round(min(h, w) * 0.03))
+
+
+def merged_boxes(boxes: list[list[float]], gap: float) -> list[list[float]]:
     """Boxes that overlap or lie within `gap` px of each other, or that are words of one line
     (level, at most 1.5 heights apart), joined into their union, in the order of their first
     member: one box per mark, though the checks may find its logo and its words apart, or find
@@ -316,7 +321,7 @@ def persistence_scores(
     for rows in (slice(0, bh), slice(h - bh, h)):
         for cols in (slice(0, bw), slice(w - bw, w)):
             corners[rows, cols] = True
-    join_px = max(2, round(min(h, w) * 0.03))  # boxes this close are one mark
+    join_px = join_distance(h, w)
     for k, own in own_masks.items():
         alone = _fixed_while_content_moves(usable[k], where & corners, inside, p)
         ref = own & centre
@@ -330,6 +335,6 @@ def persistence_scores(
             blobs = _blobs(evidence, p)
         blobs = sorted(blobs + (alone or []), key=lambda t: -t[0])
         score = blobs[0][0] if blobs else 0.0
-        boxes = _merged([box for s, box in blobs if s >= p.box_threshold], join_px)
+        boxes = merged_boxes([box for s, box in blobs if s >= p.box_threshold], join_px)
         results[k] = PersistenceResult(float(np.clip(score, 0.0, 1.0)), boxes, baseline, moved=alone is not None)
     return results
