@@ -43,6 +43,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -145,13 +146,9 @@ def decode_floor(paths: list[str], cfg, convert: bool = True) -> tuple[int, floa
 
 
 # -- text detection: int8 against fp32 ---------------------------------------------------------
-def compare_ocr(paths: list[str], cfg, per_video: int = 4) -> dict:
-    """The text detector in fp32 and in int8 (`ocr.precision`) on the same real frames, one
-    after the other in this process: ms per frame, the speed-up, and how far text_ratio moves.
-    Making the int8 copy (or finding it cached) is timed apart; it also warms the cache, so the
-    pipeline runs below load it as any later run on this machine does."""
+def real_frames(paths: list[str], cfg, per_video: int = 4) -> list[np.ndarray]:
+    """`per_video` evenly spaced frames of each readable input, at analysis size (RGB)."""
     from vidloom.platform.media import DecodeError, VideoReader
-    from vidloom.pipelines.curation.signals.text import TextDetector
 
     frames: list[np.ndarray] = []
     for path in dict.fromkeys(paths):  # each file once
@@ -163,6 +160,16 @@ def compare_ocr(paths: list[str], cfg, per_video: int = 4) -> dict:
             continue
         step = max(1, len(decoded) // per_video)
         frames += decoded[step // 2::step][:per_video]
+    return frames
+
+
+def compare_ocr(frames: list[np.ndarray], cfg) -> dict:
+    """The text detector in fp32 and in int8 (`ocr.precision`) on the same real frames, one
+    after the other in this process: ms per frame, the speed-up, and how far text_ratio moves.
+    Making the int8 copy (or finding it cached) is timed apart; it also warms the cache, so the
+    pipeline runs below load it as any later run on this machine does."""
+    from vidloom.pipelines.curation.signals.text import TextDetector
+
     kw = dict(det_limit_side_len=cfg.ocr.det_limit_side_len, intra_op_threads=cfg.ocr.threads)
     t = time.perf_counter()
     int8 = TextDetector(precision="int8", **kw)
@@ -178,6 +185,58 @@ def compare_ocr(paths: list[str], cfg, per_video: int = 4) -> dict:
     out["max_diff"] = float(diffs.max()) if len(diffs) else 0.0
     texty = lambda xs: sum(1 for x in xs if x > 0.01)  # noqa: E731
     out["text_frames"] = (texty(out["fp32"]), texty(out["int8"]))
+    return out
+
+
+def compare_watermark_detector(frames: list[np.ndarray], cfg) -> dict:
+    """The watermark detector as the stage ran it until 2026-12-07 (Ultralytics + torch, the
+    committed .pt) and as it runs now (its ONNX file in onnxruntime, fp32 and the int8 copy), on
+    the same real frames at the stage's `imgsz`, one thread each, one after the other in this
+    process: load time, ms per frame, and how far each frame's best confidence moves (onnxruntime
+    fp32 vs Ultralytics, int8 vs fp32). The Ultralytics import is counted in its load time (this
+    process has not imported it before); making the int8 copy (or finding it) is timed apart."""
+    import torch
+
+    from vidloom.pipelines.curation.watermark.config import PACKAGED_WEIGHTS
+    from vidloom.pipelines.curation.watermark.yolo import YoloWatermarkDetector, offline_ultralytics
+
+    wm = cfg.watermark
+    out: dict = {"frames": len(frames), "imgsz": wm.imgsz}
+    # Load times as a fresh worker pays them: imports included, each in its own interpreter.
+    load = {"ultralytics_load_s": "from vidloom.pipelines.curation.watermark.yolo import offline_ultralytics; "
+                                  "offline_ultralytics(); from ultralytics import YOLO; "
+                                  f"YOLO({str(PACKAGED_WEIGHTS.with_suffix('.pt'))!r}, task='detect')",
+            "onnx_load_s": "from vidloom.pipelines.curation.watermark.yolo import YoloWatermarkDetector; "
+                           f"YoloWatermarkDetector({str(PACKAGED_WEIGHTS)!r})"}
+    for key, code in load.items():
+        timed = f"import time; t = time.perf_counter(); {code}; print(time.perf_counter() - t)"
+        out[key] = float(subprocess.run([sys.executable, "-c", timed], capture_output=True, text=True,
+                                        check=True).stdout.split()[-1])
+    offline_ultralytics()
+    from ultralytics import YOLO
+
+    torch.set_num_threads(1)
+    reference = YOLO(str(PACKAGED_WEIGHTS.with_suffix(".pt")), task="detect")
+    fp32 = YoloWatermarkDetector(PACKAGED_WEIGHTS, imgsz=wm.imgsz, conf=wm.conf)
+    t = time.perf_counter()
+    int8 = YoloWatermarkDetector(PACKAGED_WEIGHTS, imgsz=wm.imgsz, conf=wm.conf, precision="int8")
+    out["int8_build_s"] = time.perf_counter() - t
+
+    def ultralytics_best(frame: np.ndarray) -> float:
+        r = reference.predict([np.ascontiguousarray(frame[:, :, ::-1])], imgsz=wm.imgsz, conf=0.05, verbose=False)[0]
+        return float(r.boxes.conf.max()) if len(r.boxes) else 0.0
+
+    runs = {"ultralytics": ultralytics_best,
+            "fp32": lambda f: max((c for c, _ in fp32.detect([f], conf=0.05)[0]), default=0.0),
+            "int8": lambda f: max((c for c, _ in int8.detect([f], conf=0.05)[0]), default=0.0)}
+    for name, run in runs.items():
+        run(frames[0])  # first-run allocations off the clock
+        t = time.perf_counter()
+        out[name] = [run(f) for f in frames]
+        out[f"{name}_ms"] = 1000 * (time.perf_counter() - t) / max(1, len(frames))
+    for key, (a, b) in {"fp32": ("fp32", "ultralytics"), "int8": ("int8", "fp32")}.items():
+        d = np.abs(np.subtract(out[a], out[b])) if frames else np.zeros(1)
+        out[f"max_diff_{key}"], out[f"mean_diff_{key}"] = float(d.max()), float(d.mean())
     return out
 
 
@@ -612,7 +671,9 @@ def run_benchmark(
     rows: dict[str, list[tuple[int, float]]] = {"decode": [], "floor": [], "pipeline": [], "sequential": [],
                                                 "pipeline_full": []}
     ratio_floor, ratio_seq, ratio_full, seq_parts, info = [], [], [], [], {}
-    ocr = compare_ocr(paths, cfg)
+    frames = real_frames(paths, cfg)
+    detector = compare_watermark_detector(frames, cfg)
+    ocr = compare_ocr(frames, cfg)
     for rep in range(repeat):
         rows["decode"].append(decode_floor(paths, cfg, convert=False))
         rows["floor"].append(decode_floor(paths, cfg, convert=True))
@@ -687,6 +748,15 @@ def run_benchmark(
                  f"in {ocr['int8_build_s']:.1f} s): fp32 {ocr['fp32_ms']:.1f} ms/frame, int8 {ocr['int8_ms']:.1f} "
                  f"ms/frame, speed-up {ocr['fp32_ms'] / max(ocr['int8_ms'], 1e-9):.2f}x; text_ratio max |diff| "
                  f"{ocr['max_diff']:.3f}, frames with text (> 0.01) fp32 {ocr['text_frames'][0]}, int8 {ocr['text_frames'][1]}")
+    d = detector
+    lines.append(f"watermark detector on {d['frames']} real frames at {d['imgsz']} px, one thread: load "
+                 f"Ultralytics+torch {d['ultralytics_load_s']:.2f} s, ONNX {d['onnx_load_s']:.2f} s "
+                 f"(int8 copy made or found in {d['int8_build_s']:.1f} s); ms/frame Ultralytics "
+                 f"{d['ultralytics_ms']:.1f}, onnxruntime fp32 {d['fp32_ms']:.1f}, int8 {d['int8_ms']:.1f}: "
+                 f"speed-up {d['ultralytics_ms'] / max(d['int8_ms'], 1e-9):.2f}x over Ultralytics, "
+                 f"{d['fp32_ms'] / max(d['int8_ms'], 1e-9):.2f}x over fp32; a frame's best confidence, |diff| max "
+                 f"(mean): fp32 vs Ultralytics {d['max_diff_fp32']:.3f} ({d['mean_diff_fp32']:.3f}), int8 vs fp32 "
+                 f"{d['max_diff_int8']:.3f} ({d['mean_diff_int8']:.3f})")
     if split_video:
         sp = compare_split(split_video, cfg, repeat)
         lines.append(f"shot split on {Path(split_video).name}: ours (VideoReader + ShotDetector) "

@@ -1,9 +1,9 @@
 """The YOLO watermark detector: offline Ultralytics set-up, ONNX export, and per-clip scoring.
 
 Training goes through Ultralytics (`vidloom train-watermark-detector`); inference does not. The
-stage runs the detector's ONNX file with onnxruntime, which loads in ~0.1 s where importing
-Ultralytics and torch costs ~1.4 s in every worker, runs a 320-px frame about twice as fast on
-one core, and reads a protobuf rather than a pickle: an Ultralytics ``.pt`` is a full pickle
+stage runs the detector's ONNX file with onnxruntime, which a fresh worker loads in ~0.3 s
+where importing Ultralytics and torch and loading the checkpoint costs ~1.2 s, runs a frame
+about 1.6x as fast on one core (2.5x in int8), and reads a protobuf rather than a pickle: an Ultralytics ``.pt`` is a full pickle
 (it can run code when loaded), so the stage refuses one and names the command that converts
 it (`export_onnx`, which the training job runs on its result).
 
