@@ -48,7 +48,7 @@ class WatermarkConfig(StrictModel):
         "mark must be at the same place in all of them")
     precision: Literal["int8", "fp32"] = Field(
         "int8", description="int8: an int8 copy of the ONNX file, made on this machine on first use and cached "
-        "(about twice as fast on CPU); fp32: the file as it is")
+        "(1.5x as fast on CPU); fp32: the file as it is (use it with a GPU `device`)")
     device: str = Field("cpu", description="where the detector runs: cpu, or a CUDA device (0, cuda:0) when "
                         "onnxruntime has its CUDA provider")
     imgsz: int = Field(448, ge=32, le=2048, description="detector input long side, px (448: the analysis frames' "

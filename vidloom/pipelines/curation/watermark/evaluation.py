@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write every clip's scores here")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="curation config override for the analysis and watermark stages (repeatable), "
-                   "e.g. watermark.weights=runs/watermark/watermark_yolo.pt")
+                   "e.g. watermark.weights=runs/watermark/watermark_yolo.onnx")
     p.add_argument("--backend", action="append", choices=BACKENDS,
                    help="backend to score (repeatable; default all three, plus `both`, the higher of the first two)")
     args = p.parse_args(argv)
