@@ -31,6 +31,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from vidloom.platform.media import as_gray
+
 BACKEND = "persistence-v2"  # v2: a clip alone is judged by its fixed-layer residual
 
 
@@ -69,11 +71,10 @@ class PersistenceResult:
     moved: bool = False
 
 
-def _gradients(frames: Sequence[np.ndarray]) -> np.ndarray:
+def _gradients(greys: Sequence[np.ndarray]) -> np.ndarray:
     """(T, H, W, 2) float32 Sobel gradients of the grey frames."""
     out = []
-    for frame in frames:
-        grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    for grey in greys:
         grey = cv2.GaussianBlur(grey.astype(np.float32), (0, 0), 1.0)
         out.append(np.stack([cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3),
                              cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)], axis=-1))
@@ -154,11 +155,12 @@ def _camera_warps(greys: Sequence[np.ndarray], track: np.ndarray | None = None) 
     window = cv2.createHanningWindow((w, h), cv2.CV_32F)
     frame_corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float32)
     warps, shift = [np.eye(3)], 0.0
-    for prev, grey in zip(greys[:-1], greys[1:]):
+    floats = [g.astype(np.float32) for g in greys]  # phase correlation's input, once a frame
+    for i, (prev, grey) in enumerate(zip(greys[:-1], greys[1:])):
         points = cv2.goodFeaturesToTrack(prev, 400, 0.01, 7, mask=mask)
         if points is None or len(points) < 10:
             return [], 0.0
-        (dx, dy), _ = cv2.phaseCorrelate(prev.astype(np.float32), grey.astype(np.float32), window)
+        (dx, dy), _ = cv2.phaseCorrelate(floats[i], floats[i + 1], window)
         best, best_inliers = None, 0
         # From the global translation and from none: a repetitive texture (coins, tiles) can
         # fool the correlation, and a zoom has no single translation; the fit with more
@@ -222,7 +224,7 @@ def _fixed_layer_evidence(greys: Sequence[np.ndarray], warps: Sequence[np.ndarra
     return evidence
 
 
-def _fixed_while_content_moves(frames: Sequence[np.ndarray], where: np.ndarray, inside: np.ndarray,
+def _fixed_while_content_moves(greys: Sequence[np.ndarray], where: np.ndarray, inside: np.ndarray,
                                p: PersistenceParams) -> list[tuple[float, list[int]]] | None:
     """Blobs of a mark on this clip alone (a stock-footage mark, a channel bug on one shot),
     which the video's other clips cannot reveal: a layer that stays at fixed pixels while the
@@ -230,8 +232,7 @@ def _fixed_while_content_moves(frames: Sequence[np.ndarray], where: np.ndarray, 
     frame as reference (each sees the corners the other loses in a pan or zoom; where both see
     a place, both must agree). `where` is where a mark may be; `inside` the picture without
     its bars. None when the camera barely moves (or its motion cannot be measured): then the
-    clip alone proves nothing."""
-    greys = [f if f.ndim == 2 else cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    clip alone proves nothing. `greys`: the clip's grey frames."""
     warps, shift = _camera_warps(greys, ~where)
     if not warps or shift < p.min_shift * min(greys[0].shape) / 256.0:
         return None
@@ -291,7 +292,8 @@ def persistence_scores(
     Boxes are in frame pixels.
     """
     p = params or PersistenceParams()
-    usable = {k: list(v) for k, v in clips_frames.items() if len(v) >= 2}
+    # Grey once: both checks below work on the grey frames.
+    usable = {k: [as_gray(f) for f in v] for k, v in clips_frames.items() if len(v) >= 2}
     results = {k: PersistenceResult(0.0) for k in clips_frames}
     if not usable:
         return results

@@ -104,6 +104,12 @@ def head_nodes(model) -> list[str]:
     return [node.name for node in model.graph.node if f"/model.{index}/" in node.name and node.op_type != "Conv"]
 
 
+def _fixed_size(session) -> tuple[int, int] | None:
+    """The (height, width) a session's first input is fixed to, or None when it takes any size."""
+    h, w = session.get_inputs()[0].shape[2:4]
+    return (h, w) if isinstance(h, int) and isinstance(w, int) else None
+
+
 def _iou(a: Sequence[float], b: Sequence[float]) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -139,22 +145,24 @@ class YoloWatermarkDetector:
         if self.device != "cpu":
             index = self.device.split(":")[-1]
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(index) if index.isdigit() else 0}))
-        self.session = ort.InferenceSession(str(self.weights), opts, providers=providers)
-        first = self.session.get_inputs()[0]
-        self._input = first.name
-        h, w = first.shape[2:4]
-        self._fixed = (h, w) if isinstance(h, int) and isinstance(w, int) else None  # else any size
+        model = self.weights
         if precision == "int8":  # made once per machine from the fp32 file, then cached
             model = int8_copy(self.weights, cache_dir("watermark"), f"s{self.imgsz}-r{INT8_RECIPE}",
                               self.calibration_inputs, exclude=head_nodes)
-            self.session = ort.InferenceSession(str(model), opts, providers=providers)
+        self.session = ort.InferenceSession(str(model), opts, providers=providers)
+        self._input = self.session.get_inputs()[0].name
+        self._fixed = _fixed_size(self.session)
 
     def calibration_inputs(self, images: int = 48, seed: int = 0) -> Iterator[np.ndarray]:
         """The int8 copy's calibration: `images` synthetic training images (the training
         generator's photographs and marks, never the held-out evaluation's), each at the
-        analysis frames' long side and letterboxed as a frame is."""
+        analysis frames' long side and letterboxed as a frame is (at the fp32 file's input size,
+        which the copy keeps)."""
+        import onnxruntime as ort
+
         from vidloom.pipelines.curation.watermark.synthetic import synth_image
 
+        self._fixed = _fixed_size(ort.InferenceSession(str(self.weights), providers=["CPUExecutionProvider"]))
         rng = np.random.default_rng(seed)
         for _ in range(images):
             img, _ = synth_image(rng, CALIBRATION_SIDE)
