@@ -181,6 +181,28 @@ def test_synthetic_generator_writes_a_valid_yolo_dataset(tmp_path):
     assert images[0].stat().st_mtime_ns == before
 
 
+def test_training_marks_can_be_faint_and_frames_degraded_like_decoded_video():
+    import numpy as np
+
+    from vidloom.pipelines.curation.watermark.synthetic import degrade, random_overlay, synth_image
+
+    # Faint marks: opacity 0.2-0.4 when asked for, 0.2-0.8 otherwise (the evaluation's draw).
+    faint = [random_overlay(np.random.default_rng(s), 456, 256, faint_share=1.0).alpha.max() for s in range(20)]
+    usual = [random_overlay(np.random.default_rng(s), 456, 256).alpha.max() for s in range(20)]
+    assert max(faint) <= 0.4 + 1e-6 and min(faint) >= 0.2 * 0.9
+    assert max(usual) > 0.5
+    # Degraded: same size, softer (less fine detail), and not a copy of the sharp image.
+    sharp, boxes = synth_image(np.random.default_rng(7), 448, empty_share=0.0)
+    soft = degrade(sharp, np.random.default_rng(0))
+    assert soft.shape == sharp.shape and soft.dtype == np.uint8
+    def detail(img):
+        return float(np.abs(np.diff(img.astype(np.float32), axis=1)).mean())
+    assert detail(soft) < 0.95 * detail(sharp)
+    # With the share at 1 every image is degraded; the boxes stay those of the overlays.
+    again, boxes_again = synth_image(np.random.default_rng(7), 448, empty_share=0.0, degrade_share=1.0)
+    assert boxes_again == boxes and boxes and not np.array_equal(again, sharp)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One offline 1-epoch run of the training job on 8 images at 160 px; network calls recorded."""

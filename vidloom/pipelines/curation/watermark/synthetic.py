@@ -27,7 +27,8 @@ import yaml
 
 CLASS_NAMES = {0: "watermark"}
 # 2: the held-out evaluation's photographs (retina, hubble_deep_field) left out; `photos` folders.
-DATASET_VERSION = 2
+# 3: frames degraded as a video frame reaches the stage (resized, compressed); more faint marks.
+DATASET_VERSION = 3
 
 # Bundled scikit-image photos that load without a download (real camera content). The two that
 # the held-out evaluation renders (clarity_calibration.held_out_images) are not among them.
@@ -36,6 +37,8 @@ PHOTO_LOADERS = (
     "brick", "grass", "gravel", "cat", "moon", "stereo_motorcycle", "cell", "clock",
 )
 PLATE_SHARE = 0.15  # training overlays on a translucent box (version 2 on)
+DEGRADE_SHARE = 0.6  # training images resized and compressed like a decoded frame (version 3 on)
+FAINT_SHARE = 0.35  # training overlays at opacity 0.2-0.4 instead of 0.2-0.8 (version 3 on)
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 HERSHEY_FONTS = (
     cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_DUPLEX,
@@ -224,11 +227,13 @@ class Overlay:
     alpha: np.ndarray  # h x w float32
 
 
-def random_overlay(rng: np.random.Generator, frame_w: int, frame_h: int, plate_share: float = 0.0) -> Overlay:
+def random_overlay(rng: np.random.Generator, frame_w: int, frame_h: int, plate_share: float = 0.0,
+                   faint_share: float = 0.0) -> Overlay:
     """A text watermark or a logo (mark + text), coloured, optionally outlined, semi-transparent.
 
-    With probability `plate_share` the mark sits on a translucent box (a channel bug's plate).
-    At 0 no random number is drawn for it, so a stream of overlays stays as it was."""
+    With probability `plate_share` the mark sits on a translucent box (a channel bug's plate), and
+    with probability `faint_share` its opacity is drawn from 0.2-0.4 instead of 0.2-0.8. At 0 no
+    random number is drawn for either, so a stream of overlays stays as it was."""
     short = min(frame_w, frame_h)
     height = max(8, int(short * rng.uniform(0.04, 0.12)))
     text = _random_text(rng)
@@ -271,7 +276,12 @@ def random_overlay(rng: np.random.Generator, frame_w: int, frame_h: int, plate_s
         alpha = total
     if plate_share > 0 and rng.random() < plate_share:
         art, alpha = _on_plate(art, alpha, rng)
-    opacity = rng.uniform(0.2, 0.8)
+        if alpha.shape[1] > max_w:  # the plate's margin too stays within the width limit
+            size = (max_w, max(1, int(alpha.shape[0] * max_w / alpha.shape[1])))
+            art = cv2.resize(art, size, interpolation=cv2.INTER_AREA)
+            alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
+    faint = faint_share > 0 and rng.random() < faint_share
+    opacity = rng.uniform(0.2, 0.4 if faint else 0.8)
     return Overlay(art=art, alpha=alpha * opacity)
 
 
@@ -314,9 +324,29 @@ def place_overlay(frame: np.ndarray, overlay: Overlay, position: str,
     return [x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()) + 1, y0 + int(ys.max()) + 1]
 
 
+def degrade(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The frame as it reaches the stage after a video's resize chain and codec.
+
+    Shrunk by 0.5-0.85 and scaled back (edges soften as they do from the render size through
+    the encode to the analysis size), then JPEG-compressed at quality 35-85 (block and ringing
+    artifacts, which thin faint strokes the way a video codec does)."""
+    h, w = frame.shape[:2]
+    f = rng.uniform(0.5, 0.85)
+    small = cv2.resize(frame, (max(8, int(w * f)), max(8, int(h * f))), interpolation=cv2.INTER_AREA)
+    frame = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(35, 86))])
+    if not ok:
+        raise RuntimeError("could not compress a synthetic image")
+    return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+
+
 def synth_image(rng: np.random.Generator, imgsz: int, extra: Sequence[np.ndarray] = (),
-                empty_share: float = 0.15, plate_share: float = 0.0) -> tuple[np.ndarray, list[list[int]]]:
-    """One training image (RGB, long side `imgsz`) and the boxes of the overlays on it."""
+                empty_share: float = 0.15, plate_share: float = 0.0, faint_share: float = 0.0,
+                degrade_share: float = 0.0) -> tuple[np.ndarray, list[list[int]]]:
+    """One training image (RGB, long side `imgsz`) and the boxes of the overlays on it.
+
+    `plate_share` and `faint_share` go to `random_overlay`; with probability `degrade_share` the
+    image is then `degrade`d. At 0 none of them draws a random number (the stream is unchanged)."""
     aspect = float(rng.choice([16 / 9, 16 / 9, 4 / 3, 1.0, 9 / 16]))
     w, h = (imgsz, max(32, int(round(imgsz / aspect)))) if aspect >= 1 else (max(32, int(round(imgsz * aspect))), imgsz)
     frame = random_background(rng, w, h, extra)
@@ -325,9 +355,11 @@ def synth_image(rng: np.random.Generator, imgsz: int, extra: Sequence[np.ndarray
         count = 1 if rng.random() < 0.8 else 2
         probs = _POSITION_WEIGHTS / _POSITION_WEIGHTS.sum()
         for pos in rng.choice(_POSITIONS, size=count, replace=False, p=probs):
-            box = place_overlay(frame, random_overlay(rng, w, h, plate_share), str(pos), rng)
+            box = place_overlay(frame, random_overlay(rng, w, h, plate_share, faint_share), str(pos), rng)
             if box is not None:
                 boxes.append(box)
+    if degrade_share > 0 and rng.random() < degrade_share:
+        frame = degrade(frame, rng)
     return frame, boxes
 
 
@@ -372,7 +404,8 @@ def write_yolo_dataset(out: str | Path, images: int, imgsz: int = 320, val_share
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng([seed, stream])
         for i in range(count):
-            frame, boxes = synth_image(rng, imgsz, extra, plate_share=PLATE_SHARE)
+            frame, boxes = synth_image(rng, imgsz, extra, plate_share=PLATE_SHARE, faint_share=FAINT_SHARE,
+                                       degrade_share=DEGRADE_SHARE)
             name = f"{split}_{i:06d}"
             ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
             if not ok:
