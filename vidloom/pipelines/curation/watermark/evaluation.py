@@ -113,6 +113,8 @@ def evaluate(videos: int = 48, seed: int = 100, work: Path | None = None,
         stages[backend] = WatermarkStage(load_curation_config(None, [*overrides, f"watermark.backend={backend}"])
                                          .model_dump(mode="json"))
         stages[backend].setup()
+    if work is not None:
+        Path(work).mkdir(parents=True, exist_ok=True)  # a --work folder that does not exist yet
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         truth = render_held_out(Path(tmp), videos, seed)
         clips = []  # one dict per ok clip: video, shot, marked, static, motion and each backend's score
