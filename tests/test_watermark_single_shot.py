@@ -108,10 +108,13 @@ def test_held_out_evaluation_scores_every_clip_against_its_truth(tmp_path):
     a random overlay on one shot, one clean."""
     from vidloom.pipelines.curation.watermark.evaluation import _pr, evaluate, render_table
 
-    result = evaluate(videos=2, seed=100, work=tmp_path)
+    result = evaluate(videos=2, seed=100, work=tmp_path / "not-yet-made")
     rows = result["rows"]
     assert {r["video"] for r in rows} == {"heldout_00.mp4", "heldout_01.mp4"}
     assert [r["shot"] for r in rows if r["marked"]] == [0]  # video 0 carries the mark on its first shot
+    # How visible the mark is (mean grey-level change on its pixels), for the marked clip only.
+    assert all((r["mark_contrast"] is not None) == r["marked"] for r in rows)
+    assert all(r["mark_contrast"] > 1.0 for r in rows if r["marked"])
     assert all(r["both"] == max(r["persistence"], r["yolo"]) for r in rows)
     assert all(r["combined"] in (r["persistence"], r["both"]) for r in rows)
     assert set(result["backends"]["both"]["tiers"]) >= {"256p", "360p"}

@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from vidloom.pipelines.curation.signals.clarity_calibration import auc, held_out_images, read_rgb
@@ -56,17 +57,36 @@ def render_held_out(out: Path, videos: int, seed: int) -> list[dict]:
         if overlay is not None and overlay.alpha.max() < 0.02:  # a font without the glyphs: nothing drawn
             marked = overlay = None  # a clean video (the stream of draws stays as it was)
         corner, place_seed = CORNERS[int(rng.integers(4))], int(rng.integers(1 << 31))
-        frames = []
+        frames, contrast = [], []
         for s in range(3):
             shot = C.ShotSpec(f"held-out {picks[s]}", motions[s], SHOT_FRAMES)
             for frame in render_shot(shot, WIDTH, HEIGHT, FPS, rng, photo=photos[picks[s]]):
                 if s == marked:  # same margin on every frame: the mark does not move
-                    place_overlay(frame, overlay, corner, np.random.default_rng(place_seed))
+                    before = frame.copy()
+                    box = place_overlay(frame, overlay, corner, np.random.default_rng(place_seed))
+                    contrast.append(mark_contrast(before, frame, overlay.alpha, box))
                 frames.append(frame)
         path = out / f"heldout_{v:02d}.mp4"
         encode_video(path, frames, FPS, WIDTH, HEIGHT)
-        truth.append({"path": str(path), "motions": motions, "marked_shot": marked, "corner": corner})
+        truth.append({"path": str(path), "motions": motions, "marked_shot": marked, "corner": corner,
+                      "mark_contrast": float(np.mean(contrast)) if contrast else None})
     return truth
+
+
+def mark_contrast(before: np.ndarray, after: np.ndarray, alpha: np.ndarray, box: Sequence[int] | None) -> float:
+    """How visible a composited mark is in one frame: the mean change of grey level (0-255) it
+    makes on the pixels it covers (alpha > 0.02). A faint white mark over a bright sky changes
+    a few levels; an opaque one over dark content, a hundred or more. A video's figure is the
+    mean over the frames of its marked shot (the content under the mark changes as the camera
+    moves)."""
+    if box is None:
+        return 0.0
+    ys, xs = np.nonzero(alpha > 0.02)
+    covered = alpha[ys.min():ys.max() + 1, xs.min():xs.max() + 1] > 0.02
+    x0, y0, x1, y1 = box
+    grey = [cv2.cvtColor(np.ascontiguousarray(f[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+            for f in (before, after)]
+    return float(np.abs(grey[1] - grey[0])[covered].mean())
 
 
 def _auc(pos: list[float], neg: list[float]) -> float:
@@ -132,9 +152,11 @@ def evaluate(videos: int = 48, seed: int = 100, work: Path | None = None,
                     per["camera_moved"] = "yolo:" not in scores["combined"][clip["clip_id"]]["watermark_backend"]
                 if "persistence" in per and "yolo" in per:
                     per["both"] = max(per["persistence"], per["yolo"])
-                clips.append({"video": Path(t["path"]).name, "shot": shot, "marked": shot == t["marked_shot"],
+                marked = shot == t["marked_shot"]
+                clips.append({"video": Path(t["path"]).name, "shot": shot, "marked": marked,
                               "static": t["motions"][shot] == C.STATIC, "motion": t["motions"][shot],
-                              "camera_motion": clip.get("camera_motion"), **per})
+                              "camera_motion": clip.get("camera_motion"),
+                              "mark_contrast": round(t["mark_contrast"], 2) if marked else None, **per})
     result = {"videos": videos, "seed": seed, "overrides": list(overrides), "clips": len(clips),
               "marked": sum(c["marked"] for c in clips), "backends": {}, "rows": clips}
     for b in [*backends, *(("both",) if {"persistence", "yolo"} <= set(backends) else ())]:
