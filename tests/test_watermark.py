@@ -362,10 +362,11 @@ def test_int8_detector_is_made_once_per_machine_and_scores_like_fp32(tmp_path, m
 def test_detector_counts_a_mark_that_stays_put_not_one_the_camera_pans_past():
     """The same mark on a panning shot: burned in after the camera (a watermark, at the same
     pixels on every frame) it scores as high as the detector is sure of it; painted on the
-    scene (a sign the camera pans past, moving a third of its width or more each frame) it
-    scores as a frame or two of four."""
+    scene (a sign the camera pans past) it scores as one frame of the two the stage shows the
+    detector (the clip's first and last of four, 240 px apart)."""
     from vidloom.pipelines.curation.signals.clarity_calibration import held_out_images, read_rgb
-    from vidloom.pipelines.curation.watermark.config import PACKAGED_WEIGHTS
+    from vidloom.pipelines.curation.rows import evenly
+    from vidloom.pipelines.curation.watermark.config import PACKAGED_WEIGHTS, WatermarkConfig
     from vidloom.pipelines.curation.watermark.synthetic import Overlay, place_overlay
     from vidloom.pipelines.curation.watermark.yolo import YoloWatermarkDetector
 
@@ -385,6 +386,9 @@ def test_detector_counts_a_mark_that_stays_put_not_one_the_camera_pans_past():
         place_overlay(frame, mark, "br", np.random.default_rng(0))
         burned.append(frame)
     on_scene = [np.ascontiguousarray(painted[:, cols]) for cols in pan]
+    # The frames the stage gives the detector (`detector_frames`, first and last by default).
+    shown = WatermarkConfig().detector_frames
+    burned, on_scene = evenly(burned, shown), evenly(on_scene, shown)
     fixed_score, fixed_boxes = detector.score_clip(burned)
     best_frame = max((c for dets in detector.detect(on_scene, conf=0.05) for c, _ in dets), default=0.0)
     panned_score, panned_boxes = detector.score_clip(on_scene)
@@ -392,7 +396,7 @@ def test_detector_counts_a_mark_that_stays_put_not_one_the_camera_pans_past():
     assert all(b[0] > 640 / 3 and b[1] > 360 * 0.75 for b in fixed_boxes)  # about the mark
     assert best_frame > 0.3  # the detector sees the painted mark in single frames ...
     assert panned_score <= best_frame / 2 and panned_boxes == []  # ... but it does not stay put
-    assert fixed_score > 2 * panned_score
+    assert fixed_score > panned_score  # a mark that stays put ranks above one the camera pans past
 
 
 def test_committed_detector_flags_overlays_above_clean_clips(analysed, sample_corpus):
