@@ -58,13 +58,14 @@ def render_held_out(out: Path, videos: int, seed: int) -> list[dict]:
             marked = overlay = None  # a clean video (the stream of draws stays as it was)
         corner, place_seed = CORNERS[int(rng.integers(4))], int(rng.integers(1 << 31))
         frames, contrast = [], []
+        covered = _covered(overlay.alpha) if overlay is not None else None
         for s in range(3):
             shot = C.ShotSpec(f"held-out {picks[s]}", motions[s], SHOT_FRAMES)
             for frame in render_shot(shot, WIDTH, HEIGHT, FPS, rng, photo=photos[picks[s]]):
                 if s == marked:  # same margin on every frame: the mark does not move
                     before = frame.copy()
                     box = place_overlay(frame, overlay, corner, np.random.default_rng(place_seed))
-                    contrast.append(mark_contrast(before, frame, overlay.alpha, box))
+                    contrast.append(mark_contrast(before, frame, covered, box))
                 frames.append(frame)
         path = out / f"heldout_{v:02d}.mp4"
         encode_video(path, frames, FPS, WIDTH, HEIGHT)
@@ -73,16 +74,24 @@ def render_held_out(out: Path, videos: int, seed: int) -> list[dict]:
     return truth
 
 
-def mark_contrast(before: np.ndarray, after: np.ndarray, alpha: np.ndarray, box: Sequence[int] | None) -> float:
-    """How visible a composited mark is in one frame: the mean change of grey level (0-255) it
-    makes on the pixels it covers (alpha > 0.02). A faint white mark over a bright sky changes
-    a few levels; an opaque one over dark content, a hundred or more. A video's figure is the
-    mean over the frames of its marked shot (the content under the mark changes as the camera
-    moves)."""
-    if box is None:
-        return 0.0
+def _covered(alpha: np.ndarray) -> np.ndarray | None:
+    """The pixels an overlay draws (alpha > 0.02, as `place_overlay` boxes them), cropped to its
+    box; None when it draws nothing."""
     ys, xs = np.nonzero(alpha > 0.02)
-    covered = alpha[ys.min():ys.max() + 1, xs.min():xs.max() + 1] > 0.02
+    if len(ys) == 0:
+        return None
+    return alpha[ys.min():ys.max() + 1, xs.min():xs.max() + 1] > 0.02
+
+
+def mark_contrast(before: np.ndarray, after: np.ndarray, covered: np.ndarray | None,
+                  box: Sequence[int] | None) -> float:
+    """How visible a composited mark is in one frame: the mean change of grey level (0-255) it
+    makes on the pixels it covers (`covered`, from `_covered`, at `box` as `place_overlay`
+    returned it). A faint white mark over a bright sky changes a few levels; an opaque one over
+    dark content, a hundred or more. A video's figure is the mean over the frames of its marked
+    shot (the content under the mark changes as the camera moves)."""
+    if box is None or covered is None:
+        return 0.0
     x0, y0, x1, y1 = box
     grey = [cv2.cvtColor(np.ascontiguousarray(f[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY).astype(np.float32)
             for f in (before, after)]

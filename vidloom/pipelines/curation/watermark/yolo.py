@@ -211,14 +211,15 @@ class YoloWatermarkDetector:
                 continue
             cx, cy, bw, bh = pred[:4, keep]
             xywh = np.stack([cx - bw / 2, cy - bh / 2, bw, bh], axis=1)
-            picked = cv2.dnn.NMSBoxes(xywh.tolist(), scores[keep].tolist(), conf, NMS_IOU, top_k=MAX_DET)
+            kept = scores[keep]
+            picked = cv2.dnn.NMSBoxes(xywh.tolist(), kept.tolist(), conf, NMS_IOU, top_k=MAX_DET)
             fh, fw = frame.shape[:2]
             dets = []
             for i in np.asarray(picked, dtype=int).reshape(-1)[:MAX_DET]:
                 x0, y0, w_, h_ = xywh[i]
                 box = [float(np.clip((x0 - left) / r, 0, fw)), float(np.clip((y0 - top) / r, 0, fh)),
                        float(np.clip((x0 + w_ - left) / r, 0, fw)), float(np.clip((y0 + h_ - top) / r, 0, fh))]
-                dets.append((float(scores[keep][i]), box))
+                dets.append((float(kept[i]), box))
             out.append(dets)
         return out
 
