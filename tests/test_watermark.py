@@ -66,7 +66,7 @@ def test_persistence_separates_logo_shots_from_clean_ones(analysed, sample_corpu
     assert min(logo) >= 0.5, logo
     assert max(clean) <= 0.25, clean
     assert min(logo) > 2 * max(clean)
-    assert all(c["watermark_backend"] == "persistence-v2" for _, _, c in labelled)
+    assert all(c["watermark_backend"] == "persistence-v3" for _, _, c in labelled)
     assert all(0.0 <= c["watermark_score"] <= 1.0 for _, _, c in labelled)
 
 
@@ -141,6 +141,15 @@ def test_faint_mark_on_one_moving_shot_is_found_and_clean_shots_are_not():
     assert found[1].score < 0.3 and found[2].score < 0.3, found
     unmarked = persistence_scores({0: clean, 1: others[0], 2: others[1]})
     assert all(r.score < 0.3 for r in unmarked.values()), unmarked
+    # What `both` asks of a detection on a moving clip: a box on the mark keeps its confidence;
+    # the same box on the unmarked clip, and a box on the moving content, keep less than a third of it.
+    mark_box = [456 - 12 - ow, 12, 456 - 12, 12 + oh]
+    assert found[0].moved and found[0].detection_weight(mark_box) > 0.9, found[0].detection_weight(mark_box)
+    assert unmarked[0].detection_weight(mark_box) < 0.4, unmarked[0].detection_weight(mark_box)
+    assert found[0].detection_weight([180, 60, 280, 160]) < 0.4  # the astronaut's face, panned
+    # A static clip proves nothing alone: the detector's confidence stands as it is.
+    still = persistence_scores({0: [clean[0]] * 4, 1: others[0]})
+    assert not still[0].moved and still[0].detection_weight(mark_box) == 1.0
 
 
 def test_synthetic_generator_writes_a_valid_yolo_dataset(tmp_path):

@@ -96,10 +96,10 @@ def test_combined_backend_asks_the_detector_only_where_the_camera_did_not_move(t
     alone = {c["shot_index"]: c for c in loads(persistence.process_row(row)["clips_json"]) if c["status"] == "ok"}
     assert set(clips) == {0, 1, 2}
     detector = watermark.detector.backend
-    assert clips[0]["watermark_backend"] == f"persistence-v2+{detector}"
+    assert clips[0]["watermark_backend"] == f"persistence-v3+{detector}"
     assert clips[0]["watermark_score"] >= alone[0]["watermark_score"]
     for k in (1, 2):
-        assert clips[k]["watermark_backend"] == "persistence-v2"
+        assert clips[k]["watermark_backend"] == "persistence-v3"
         assert clips[k]["watermark_score"] == alone[k]["watermark_score"]
 
 
@@ -115,7 +115,8 @@ def test_held_out_evaluation_scores_every_clip_against_its_truth(tmp_path):
     # How visible the mark is (mean grey-level change on its pixels), for the marked clip only.
     assert all((r["mark_contrast"] is not None) == r["marked"] for r in rows)
     assert all(r["mark_contrast"] > 1.0 for r in rows if r["marked"])
-    assert all(r["both"] == max(r["persistence"], r["yolo"]) for r in rows)
+    # `both` is the higher of the two checks, the detector's part weighed on moving shots.
+    assert all(r["persistence"] <= r["both"] <= max(r["persistence"], r["yolo"]) for r in rows)
     assert all(r["combined"] in (r["persistence"], r["both"]) for r in rows)
     assert set(result["backends"]["both"]["tiers"]) >= {"256p", "360p"}
     assert "| persistence |" in render_table(result)

@@ -7,7 +7,9 @@ checks, which fail differently:
 - the trained detector (`vidloom train-watermark-detector`; the committed ONNX file by default,
   run by onnxruntime, in int8 unless `precision: fp32`): marks by their look, on the first and the
   last of the clip's frames; a detection counts only where it stays put from one to the other.
-`backend: both` scores a clip by the higher of the two and keeps the boxes of both;
+`backend: both` scores a clip by the higher of the two, the detector's detections on a clip the
+camera moved weighed by how much of a layer that stayed put the persistence check sees inside
+their boxes, and keeps the boxes of both;
 `combined` asks the detector only about clips whose camera did not move (elsewhere persistence
 alone); `persistence` and `yolo` run one check.
 """
@@ -101,7 +103,10 @@ class WatermarkStage(ClipScoringStage):
             ask_detector = self.detector is not None and not (
                 self.config.backend == "combined" and k in persistence and persistence[k].moved)
             if ask_detector:
-                y_score, y_boxes = self.detector.score_clip(evenly(picked, self.config.detector_frames))
+                # `both`: on a clip the camera moved, a detection counts as far as the fixed-layer
+                # check sees a layer that stayed put inside its box.
+                weight = persistence[k].detection_weight if self.config.backend == "both" and k in persistence else None
+                y_score, y_boxes = self.detector.score_clip(evenly(picked, self.config.detector_frames), weight)
                 score, boxes = max(score, y_score), boxes + y_boxes
                 backends.append(self.detector.backend)
             clip = clips[k]

@@ -34,7 +34,8 @@ class WatermarkConfig(StrictModel):
 
     backend: Literal["persistence", "yolo", "both", "combined"] = Field(
         "both",
-        description="both: the higher of the persistence check's and the detector's scores, boxes from "
+        description="both: the higher of the persistence check's and the detector's scores (on a clip the "
+        "camera moved, a detection counts as far as persistence sees a fixed layer inside its box), boxes from "
         "both; persistence: the fixed-layer check alone (no weights); yolo: the detector alone; "
         "combined: persistence, and the detector only where the camera did not move",
     )

@@ -15,8 +15,7 @@ detector was fitted to:
   25 fps, H.264.
 
 Each video goes through the default `video_analysis` stage once, then the watermark stage with
-`backend: persistence`, `yolo` and `combined`; `both` is the higher of the first two, as the
-stage computes it. Per backend it prints the ROC AUC (marked vs clean clips), and precision and recall
+`backend: persistence`, `yolo`, `both` (the default) and `combined`. Per backend it prints the ROC AUC (marked vs clean clips), and precision and recall
 at each tier's `watermark_score_max`, with the recall on static shots apart (a mark on a static
 shot of a video whose other shots do not share it is invisible to persistence).
 """
@@ -40,7 +39,7 @@ from vidloom.pipelines.samples.render import encode_video, render_shot
 MOTIONS = (C.STATIC, C.PAN_LEFT, C.PAN_RIGHT, C.TILT_UP, C.TILT_DOWN, C.ZOOM_IN, C.ZOOM_OUT, C.HANDHELD)
 CORNERS = ("tl", "tr", "bl", "br")
 WIDTH, HEIGHT, FPS, SHOT_FRAMES = 640, 360, 25, 60
-BACKENDS = ("persistence", "yolo", "combined")  # each run as a real stage; `both` is derived
+BACKENDS = ("persistence", "yolo", "both", "combined")  # each run as a real stage
 
 
 def render_held_out(out: Path, videos: int, seed: int) -> list[dict]:
@@ -125,8 +124,7 @@ def evaluate(videos: int = 48, seed: int = 100, work: Path | None = None,
     """Render the held-out videos and score their clips with each backend.
 
     `overrides` are curation config overrides (``section.field=value``) applied to the analysis
-    and watermark stages alike; ``both`` (the higher of the two, as that backend computes it) is
-    added when persistence and yolo run."""
+    and watermark stages alike."""
     from vidloom.pipelines.curation.config import load_curation_config
     from vidloom.pipelines.curation.rows import loads, new_video_row
     from vidloom.pipelines.curation.stages.video_analysis import VideoAnalysisStage
@@ -159,8 +157,6 @@ def evaluate(videos: int = 48, seed: int = 100, work: Path | None = None,
                 per = {b: float(scores[b][clip["clip_id"]]["watermark_score"]) for b in stages}
                 if "combined" in scores:  # the detector was asked: the camera did not move
                     per["camera_moved"] = "yolo:" not in scores["combined"][clip["clip_id"]]["watermark_backend"]
-                if "persistence" in per and "yolo" in per:
-                    per["both"] = max(per["persistence"], per["yolo"])
                 marked = shot == t["marked_shot"]
                 clips.append({"video": Path(t["path"]).name, "shot": shot, "marked": marked,
                               "static": t["motions"][shot] == C.STATIC, "motion": t["motions"][shot],
@@ -168,7 +164,7 @@ def evaluate(videos: int = 48, seed: int = 100, work: Path | None = None,
                               "mark_contrast": round(t["mark_contrast"], 2) if marked else None, **per})
     result = {"videos": videos, "seed": seed, "overrides": list(overrides), "clips": len(clips),
               "marked": sum(c["marked"] for c in clips), "backends": {}, "rows": clips}
-    for b in [*backends, *(("both",) if {"persistence", "yolo"} <= set(backends) else ())]:
+    for b in backends:
         scored = [(c[b], c["marked"], c["static"]) for c in clips]
         result["backends"][b] = {
             "auc": _auc([s for s, m, _ in scored if m], [s for s, m, _ in scored if not m]),
@@ -199,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="curation config override for the analysis and watermark stages (repeatable), "
                    "e.g. watermark.weights=runs/watermark/watermark_yolo.onnx")
     p.add_argument("--backend", action="append", choices=BACKENDS,
-                   help="backend to score (repeatable; default all three, plus `both`, the higher of the first two)")
+                   help="backend to score (repeatable; default all four)")
     args = p.parse_args(argv)
     result = evaluate(args.videos, args.seed, args.work, args.set,
                       tuple(args.backend or BACKENDS))

@@ -33,7 +33,7 @@ import numpy as np
 
 from vidloom.platform.media import as_gray
 
-BACKEND = "persistence-v2"  # v2: a clip alone is judged by its fixed-layer residual
+BACKEND = "persistence-v3"  # v2: a clip alone is judged by its fixed-layer residual; v3: recalibrated, weighs detections
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,17 @@ class PersistenceParams:
     # A clip alone: the camera must move the content this far (px at a 256 px short side)
     # across its frames before a fixed layer can be told from the content.
     min_shift: float = 4.0
-    residual_floor: float = 3.0  # grey levels of a fixed layer's residual that count as nothing
-    residual_span: float = 10.0  # ... and above which it counts in full (floor + span)
-    registration_error: float = 0.5  # px: the floor adds this times the edge's slope
+    # Grey levels of a fixed layer's residual that count as nothing, and the span above that to
+    # full evidence; calibrated on the held-out draws' calibration seeds (docs/watermark.md).
+    residual_floor: float = 1.5
+    residual_span: float = 4.0
+    # px: the floor adds this times the edge's slope (a zoom's scale, measured to a fraction of
+    # a percent, still misplaces a corner of the frame by a pixel or more)
+    registration_error: float = 1.0
+    # A detection on a clip judged alone keeps this share of its confidence where the clip shows
+    # no fixed layer inside its box, and all of it where the evidence there is full
+    # (`PersistenceResult.detection_weight`).
+    unconfirmed_weight: float = 0.3
 
 
 @dataclass
@@ -69,6 +77,26 @@ class PersistenceResult:
     # Whether the camera moved the content enough for the clip to be judged alone; where it did
     # not, nothing but the video's other clips tells a mark from the content.
     moved: bool = False
+    # Where it did: the fixed-layer evidence (`_fixed_layer_evidence`, frame pixels, [0, 1], NaN
+    # where fewer than two other frames see the place), and the weights of `detection_weight`.
+    evidence: np.ndarray | None = field(default=None, repr=False)
+    unconfirmed_weight: float = 1.0
+
+    def detection_weight(self, box: Sequence[float]) -> float:
+        """The share of a detector's confidence that a box ([x0, y0, x1, y1], frame px) keeps on
+        this clip: all of it where the camera did not move (the clip alone proves nothing);
+        else from `unconfirmed_weight`, where nothing inside the box stayed put while the content
+        moved (a look-alike in the content), to 1 where the strongest evidence there is full (a
+        layer at fixed pixels, however faint its look)."""
+        if self.evidence is None:
+            return 1.0
+        h, w = self.evidence.shape
+        x0, y0 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+        x1, y1 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+        inside = self.evidence[y0:y1, x0:x1]
+        inside = inside[np.isfinite(inside)]
+        support = float(inside.max()) if inside.size else 0.0
+        return self.unconfirmed_weight + (1.0 - self.unconfirmed_weight) * min(1.0, support)
 
 
 def _gradients(greys: Sequence[np.ndarray]) -> np.ndarray:
@@ -225,14 +253,15 @@ def _fixed_layer_evidence(greys: Sequence[np.ndarray], warps: Sequence[np.ndarra
 
 
 def _fixed_while_content_moves(greys: Sequence[np.ndarray], where: np.ndarray, inside: np.ndarray,
-                               p: PersistenceParams) -> list[tuple[float, list[int]]] | None:
+                               p: PersistenceParams) -> tuple[list[tuple[float, list[int]]], np.ndarray] | None:
     """Blobs of a mark on this clip alone (a stock-footage mark, a channel bug on one shot),
     which the video's other clips cannot reveal: a layer that stays at fixed pixels while the
     camera moves the content under it (`_fixed_layer_evidence`), with the first and the last
     frame as reference (each sees the corners the other loses in a pan or zoom; where both see
     a place, both must agree). `where` is where a mark may be; `inside` the picture without
-    its bars. None when the camera barely moves (or its motion cannot be measured): then the
-    clip alone proves nothing. `greys`: the clip's grey frames."""
+    its bars. Returns the blobs and the evidence map (everywhere, not only in `where`: a
+    detector's box may reach past it), or None when the camera barely moves (or its motion
+    cannot be measured): then the clip alone proves nothing. `greys`: the clip's grey frames."""
     warps, shift = _camera_warps(greys, ~where)
     if not warps or shift < p.min_shift * min(greys[0].shape) / 256.0:
         return None
@@ -244,7 +273,7 @@ def _fixed_while_content_moves(greys: Sequence[np.ndarray], where: np.ndarray, i
     smooth = [cv2.GaussianBlur(g.astype(np.float32), (0, 0), sigma) for g in greys]
     evidence = np.fmin(_fixed_layer_evidence(smooth, warps, 0, inside, p),
                        _fixed_layer_evidence(smooth, warps, len(smooth) - 1, inside, p))
-    return _blobs(np.nan_to_num(evidence, nan=0.0) * where, p)
+    return _blobs(np.nan_to_num(evidence, nan=0.0) * where, p), evidence
 
 
 def join_distance(h: int, w: int) -> int:
@@ -335,8 +364,10 @@ def persistence_scores(
         if gap >= p.min_baseline_gap:
             evidence = np.clip((pool - baseline) / gap, 0.0, 1.0) * (own & where)
             blobs = _blobs(evidence, p)
-        blobs = sorted(blobs + (alone or []), key=lambda t: -t[0])
+        blobs = sorted(blobs + (alone[0] if alone else []), key=lambda t: -t[0])
         score = blobs[0][0] if blobs else 0.0
         boxes = merged_boxes([box for s, box in blobs if s >= p.box_threshold], join_px)
-        results[k] = PersistenceResult(float(np.clip(score, 0.0, 1.0)), boxes, baseline, moved=alone is not None)
+        results[k] = PersistenceResult(float(np.clip(score, 0.0, 1.0)), boxes, baseline, moved=alone is not None,
+                                       evidence=alone[1] if alone else None,
+                                       unconfirmed_weight=p.unconfirmed_weight)
     return results

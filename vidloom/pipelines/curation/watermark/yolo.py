@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -223,7 +223,8 @@ class YoloWatermarkDetector:
             out.append(dets)
         return out
 
-    def score_clip(self, frames: Sequence[np.ndarray]) -> tuple[float, list[list[float]]]:
+    def score_clip(self, frames: Sequence[np.ndarray],
+                   weight: Callable[[list[float]], float] | None = None) -> tuple[float, list[list[float]]]:
         """Clip score and boxes of detections that keep their place from frame to frame.
 
         A watermark sits at the same pixels on every frame, while whatever the detector mistakes
@@ -232,17 +233,19 @@ class YoloWatermarkDetector:
         a track's score is the sum of its confidences over the number of frames (a frame where
         it is missing adds 0), and the clip's score is the best track's. Boxes are the tracks
         seen with confidence >= `conf` in at least half the frames and in two (when there are
-        two), averaged over those frames.
+        two), averaged over those frames. `weight` (a track's mean box -> [0, 1]) scales a
+        track's confidences: what another check says of that place (the watermark stage passes
+        the persistence check's `detection_weight`).
         """
         per_frame = self.detect(frames, conf=min(self.conf, 0.05))
         if not per_frame:
             return 0.0, []
-        tracks = _tracks(per_frame)
-        score = max((sum(c for c, _ in t) for t in tracks), default=0.0) / len(per_frame)
         need = min(len(per_frame), max(2, (len(per_frame) + 1) // 2))  # in two frames at least
-        boxes = []
-        for t in tracks:
-            sure = [box for c, box in t if c >= self.conf]
+        score, boxes = 0.0, []
+        for t in _tracks(per_frame):
+            w = 1.0 if weight is None else float(weight(np.mean([box for _, box in t], axis=0).tolist()))
+            score = max(score, w * sum(c for c, _ in t) / len(per_frame))
+            sure = [box for c, box in t if w * c >= self.conf]
             if len(sure) >= need:
                 boxes.append(np.mean(sure, axis=0).tolist())
         return float(score), boxes
