@@ -4,10 +4,11 @@
 
 The outcome a user sees after `vidloom curate` and `vidloom export` with the default config:
 which clips each video tier keeps. Every video has three shots (640 x 360, 25 fps, 60 frames
-a shot, the sample corpus's virtual camera: pan, tilt, zoom, handheld or static) over three
-different real photographs that neither the sample corpus, the clarity calibration nor the
-watermark detector's training used (`held_out_images`). Each shot is clean (half of them) or
-carries one planted defect:
+a shot, the sample corpus's virtual camera: pan, tilt, zoom, handheld or static; the watermark
+evaluation's format) over three different real photographs that neither the sample corpus, the
+clarity calibration nor the watermark detector's training used (`held_out_images`; the
+watermark evaluation's draws use them too, with other marks and camera paths). Each shot is
+clean (half of them) or carries one planted defect:
 - `text`: burned-in subtitles (the sample corpus's subtitle lines, changing every 1.2 s);
 - `mark`: a random overlay from the watermark detector's generator (text, handles, URLs,
   shapes, logos; opacity 0.2-0.8) at a random corner, on this shot only;
@@ -31,15 +32,13 @@ from typing import Sequence
 import numpy as np
 
 from vidloom.pipelines.curation.signals.clarity_calibration import held_out_images, read_rgb
+from vidloom.pipelines.curation.watermark.evaluation import CORNERS, FPS, HEIGHT, MOTIONS, SHOT_FRAMES, WIDTH
 from vidloom.pipelines.curation.watermark.synthetic import place_overlay, random_overlay
 from vidloom.pipelines.samples import corpus as C
 from vidloom.pipelines.samples.render import encode_video, render_shot
 
-MOTIONS = (C.STATIC, C.PAN_LEFT, C.PAN_RIGHT, C.TILT_UP, C.TILT_DOWN, C.ZOOM_IN, C.ZOOM_OUT, C.HANDHELD)
 KINDS = ("clean", "clean", "clean", "text", "mark", "blur")  # half clean, a sixth each defect
 DEFECTS = {"clean": (), "text": ("subtitles",), "mark": (), "blur": ("blur",)}
-CORNERS = ("tl", "tr", "bl", "br")
-WIDTH, HEIGHT, FPS, SHOT_FRAMES = 640, 360, 25, 60
 SIGNALS = ("sharpness", "text_ratio", "watermark_score", "motion", "dup_of")  # kept per clip in --json
 
 
