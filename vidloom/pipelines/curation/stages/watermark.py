@@ -9,7 +9,7 @@ checks, which fail differently:
   last of the clip's frames; a detection counts only where it stays put from one to the other.
 `backend: both` scores a clip by the higher of the two, the detector's detections on a clip the
 camera moved weighed by how much of a layer that stayed put the persistence check sees inside
-their boxes, and keeps the boxes of both;
+their boxes and joined with its blob at the same place, and keeps the boxes of both;
 `combined` asks the detector only about clips whose camera did not move (elsewhere persistence
 alone); `persistence` and `yolo` run one check.
 """
@@ -104,9 +104,10 @@ class WatermarkStage(ClipScoringStage):
                 self.config.backend == "combined" and k in persistence and persistence[k].moved)
             if ask_detector:
                 # `both`: on a clip the camera moved, a detection counts as far as the fixed-layer
-                # check sees a layer that stayed put inside its box.
-                weight = persistence[k].detection_weight if self.config.backend == "both" and k in persistence else None
-                y_score, y_boxes = self.detector.score_clip(evenly(picked, self.config.detector_frames), weight)
+                # check sees a layer that stayed put inside its box, and adds to that check's own
+                # blob at the same place.
+                rescore = persistence[k].detection_score if self.config.backend == "both" and k in persistence else None
+                y_score, y_boxes = self.detector.score_clip(evenly(picked, self.config.detector_frames), rescore)
                 score, boxes = max(score, y_score), boxes + y_boxes
                 backends.append(self.detector.backend)
             clip = clips[k]

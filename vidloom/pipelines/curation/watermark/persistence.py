@@ -81,6 +81,7 @@ class PersistenceResult:
     # where fewer than two other frames see the place), and the weights of `detection_weight`.
     evidence: np.ndarray | None = field(default=None, repr=False)
     unconfirmed_weight: float = 1.0
+    blobs: list[tuple[float, list[int]]] = field(default_factory=list, repr=False)  # (score, box), best first
 
     def detection_weight(self, box: Sequence[float]) -> float:
         """The share of a detector's confidence that a box ([x0, y0, x1, y1], frame px) keeps on
@@ -97,6 +98,19 @@ class PersistenceResult:
         inside = inside[np.isfinite(inside)]
         support = float(inside.max()) if inside.size else 0.0
         return self.unconfirmed_weight + (1.0 - self.unconfirmed_weight) * min(1.0, support)
+
+    def detection_score(self, box: Sequence[float], confidence: float) -> float:
+        """A detector's confidence at `box` once this check has had its say: weighed by
+        `detection_weight`, and on a clip the camera moved, joined with the best blob of this
+        check that overlaps the box as two independent witnesses of one mark are
+        (``1 - (1 - a) (1 - b)``): a faint mark that each check half sees, at the same place,
+        is surer than either says alone."""
+        score = confidence * self.detection_weight(box)
+        if self.evidence is None:
+            return score
+        agree = max((s for s, b in self.blobs
+                     if b[0] < box[2] and box[0] < b[2] and b[1] < box[3] and box[1] < b[3]), default=0.0)
+        return 1.0 - (1.0 - score) * (1.0 - min(1.0, agree))
 
 
 def _gradients(greys: Sequence[np.ndarray]) -> np.ndarray:
@@ -369,5 +383,5 @@ def persistence_scores(
         boxes = merged_boxes([box for s, box in blobs if s >= p.box_threshold], join_px)
         results[k] = PersistenceResult(float(np.clip(score, 0.0, 1.0)), boxes, baseline, moved=alone is not None,
                                        evidence=alone[1] if alone else None,
-                                       unconfirmed_weight=p.unconfirmed_weight)
+                                       unconfirmed_weight=p.unconfirmed_weight, blobs=blobs)
     return results

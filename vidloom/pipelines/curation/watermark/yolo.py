@@ -224,7 +224,7 @@ class YoloWatermarkDetector:
         return out
 
     def score_clip(self, frames: Sequence[np.ndarray],
-                   weight: Callable[[list[float]], float] | None = None) -> tuple[float, list[list[float]]]:
+                   rescore: Callable[[list[float], float], float] | None = None) -> tuple[float, list[list[float]]]:
         """Clip score and boxes of detections that keep their place from frame to frame.
 
         A watermark sits at the same pixels on every frame, while whatever the detector mistakes
@@ -233,9 +233,10 @@ class YoloWatermarkDetector:
         a track's score is the sum of its confidences over the number of frames (a frame where
         it is missing adds 0), and the clip's score is the best track's. Boxes are the tracks
         seen with confidence >= `conf` in at least half the frames and in two (when there are
-        two), averaged over those frames. `weight` (a track's mean box -> [0, 1]) scales a
-        track's confidences: what another check says of that place (the watermark stage passes
-        the persistence check's `detection_weight`).
+        two), averaged over those frames. `rescore` (a track's mean box and score -> its score)
+        lets another check have its say about that place (the watermark stage passes the
+        persistence check's `detection_score`); the track's confidences in each frame scale with
+        it, for the boxes as well.
         """
         per_frame = self.detect(frames, conf=min(self.conf, 0.05))
         if not per_frame:
@@ -243,9 +244,11 @@ class YoloWatermarkDetector:
         need = min(len(per_frame), max(2, (len(per_frame) + 1) // 2))  # in two frames at least
         score, boxes = 0.0, []
         for t in _tracks(per_frame):
-            w = 1.0 if weight is None else float(weight(np.mean([box for _, box in t], axis=0).tolist()))
-            score = max(score, w * sum(c for c, _ in t) / len(per_frame))
-            sure = [box for c, box in t if w * c >= self.conf]
+            raw = sum(c for c, _ in t) / len(per_frame)
+            final = raw if rescore is None else float(rescore(np.mean([box for _, box in t], axis=0).tolist(), raw))
+            scale = final / raw if raw > 0 else 1.0
+            score = max(score, final)
+            sure = [box for c, box in t if scale * c >= self.conf]
             if len(sure) >= need:
                 boxes.append(np.mean(sure, axis=0).tolist())
         return float(score), boxes
