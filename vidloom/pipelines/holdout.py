@@ -57,7 +57,7 @@ def render_holdout(out: Path, videos: int, seed: int) -> list[dict]:
             if shot["kind"] == "mark":
                 overlay = random_overlay(rng, WIDTH, HEIGHT)
                 corner, place = CORNERS[int(rng.integers(4))], int(rng.integers(1 << 31))
-                if overlay.alpha.max() < 0.02:  # a font without the glyphs: nothing drawn
+                if overlay.drawn_box() is None:  # a font without the glyphs: nothing drawn
                     shot["kind"], overlay = "clean", None
             spec = C.ShotSpec(f"held-out {picks[s]}", shot["camera"], SHOT_FRAMES, DEFECTS[shot["kind"]])
             for frame in render_shot(spec, WIDTH, HEIGHT, FPS, rng, photo=photos[picks[s]]):
@@ -97,8 +97,8 @@ def score_tiers(truth: list[dict], rows: list[dict], selections: dict) -> dict:
               "clean_moving_kept_any_tier": share(moving, lambda c: bool(c["tiers"])),
               "clean_kept": {n: share(clean, lambda c, n=n: n in c["tiers"]) for n in video_tiers},
               "defects_out": {}, "clean_removed_by": {}, "rows": clips}
+    bad = [c for c in clips if c["kind"] != "clean"]
     for n in video_tiers:
-        bad = [c for c in clips if c["kind"] != "clean"]
         result["defects_out"][n] = {"all": share(bad, lambda c, n=n: n not in c["tiers"]),
                                     **{k: share([c for c in bad if c["kind"] == k], lambda c, n=n: n not in c["tiers"])
                                        for k in ("text", "mark", "blur")}}

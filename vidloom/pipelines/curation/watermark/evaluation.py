@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from vidloom.pipelines.curation.signals.clarity_calibration import auc, held_out_images, read_rgb
-from vidloom.pipelines.curation.watermark.synthetic import place_overlay, random_overlay
+from vidloom.pipelines.curation.watermark.synthetic import Overlay, place_overlay, random_overlay
 from vidloom.pipelines.samples import corpus as C
 from vidloom.pipelines.samples.render import encode_video, render_shot
 
@@ -53,11 +53,11 @@ def render_held_out(out: Path, videos: int, seed: int) -> list[dict]:
         # Every other video is clean; the marked shot cycles through the three positions.
         marked = None if v % 2 else (v // 2) % 3
         overlay = random_overlay(rng, WIDTH, HEIGHT) if marked is not None else None
-        if overlay is not None and overlay.alpha.max() < 0.02:  # a font without the glyphs: nothing drawn
+        if overlay is not None and overlay.drawn_box() is None:  # a font without the glyphs: nothing drawn
             marked = overlay = None  # a clean video (the stream of draws stays as it was)
         corner, place_seed = CORNERS[int(rng.integers(4))], int(rng.integers(1 << 31))
         frames, contrast = [], []
-        covered = _covered(overlay.alpha) if overlay is not None else None
+        covered = _covered(overlay) if overlay is not None else None
         for s in range(3):
             shot = C.ShotSpec(f"held-out {picks[s]}", motions[s], SHOT_FRAMES)
             for frame in render_shot(shot, WIDTH, HEIGHT, FPS, rng, photo=photos[picks[s]]):
@@ -73,13 +73,14 @@ def render_held_out(out: Path, videos: int, seed: int) -> list[dict]:
     return truth
 
 
-def _covered(alpha: np.ndarray) -> np.ndarray | None:
-    """The pixels an overlay draws (alpha > 0.02, as `place_overlay` boxes them), cropped to its
-    box; None when it draws nothing."""
-    ys, xs = np.nonzero(alpha > 0.02)
-    if len(ys) == 0:
+def _covered(overlay: Overlay) -> np.ndarray | None:
+    """The pixels an overlay draws, cropped to their box (the box `place_overlay` returns);
+    None when it draws nothing."""
+    box = overlay.drawn_box()
+    if box is None:
         return None
-    return alpha[ys.min():ys.max() + 1, xs.min():xs.max() + 1] > 0.02
+    x0, y0, x1, y1 = box
+    return overlay.drawn[y0:y1, x0:x1]
 
 
 def mark_contrast(before: np.ndarray, after: np.ndarray, covered: np.ndarray | None,

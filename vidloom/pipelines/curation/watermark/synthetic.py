@@ -219,12 +219,29 @@ def _mark_layer(size: int, rng: np.random.Generator) -> np.ndarray:
     return m
 
 
+#: An overlay's pixel with alpha above this is drawn: it counts for the overlay's box and for
+#: whether the overlay shows at all (a font without the glyphs draws nothing).
+DRAWN_ALPHA = 0.02
+
+
 @dataclass
 class Overlay:
     """An overlay ready to composite: colour art and alpha in [0, 1] (same size)."""
 
     art: np.ndarray  # h x w x 3 float32
     alpha: np.ndarray  # h x w float32
+
+    @property
+    def drawn(self) -> np.ndarray:
+        """The pixels the overlay draws (bool, h x w)."""
+        return self.alpha > DRAWN_ALPHA
+
+    def drawn_box(self) -> tuple[int, int, int, int] | None:
+        """(x0, y0, x1, y1) of the drawn pixels within the overlay; None when it draws nothing."""
+        ys, xs = np.nonzero(self.drawn)
+        if len(ys) == 0:
+            return None
+        return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
 def random_overlay(rng: np.random.Generator, frame_w: int, frame_h: int, plate_share: float = 0.0,
@@ -318,10 +335,10 @@ def place_overlay(frame: np.ndarray, overlay: Overlay, position: str,
     roi = frame[y0:y0 + oh, x0:x0 + ow].astype(np.float32)
     a = overlay.alpha[..., None]
     frame[y0:y0 + oh, x0:x0 + ow] = np.clip(roi * (1 - a) + overlay.art * a + 0.5, 0, 255).astype(np.uint8)
-    ys, xs = np.nonzero(overlay.alpha > 0.02)
-    if len(ys) == 0:
+    inner = overlay.drawn_box()
+    if inner is None:
         return None
-    return [x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()) + 1, y0 + int(ys.max()) + 1]
+    return [x0 + inner[0], y0 + inner[1], x0 + inner[2], y0 + inner[3]]
 
 
 def degrade(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
