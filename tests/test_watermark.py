@@ -147,8 +147,12 @@ def test_faint_mark_on_one_moving_shot_is_found_and_clean_shots_are_not():
     assert found[0].moved and found[0].detection_weight(mark_box) > 0.9, found[0].detection_weight(mark_box)
     assert unmarked[0].detection_weight(mark_box) < 0.4, unmarked[0].detection_weight(mark_box)
     assert found[0].detection_weight([180, 60, 280, 160]) < 0.4  # the astronaut's face, panned
-    # A detection on the mark and the check's own blob there are two witnesses of one mark.
-    assert found[0].detection_score(mark_box, 0.3) > max(0.3, found[0].score) + 0.05
+    # A detection on the mark and the check's own blob there are two witnesses of one mark: the
+    # join is at least the noisy-OR of the weighed detection (weight > 0.9) and the blob's score,
+    # above either alone. (How sure the blob itself is varies with the CPU's float paths, and
+    # the join's margin over it shrinks as it nears 1, so no fixed margin is asked.)
+    joined = found[0].detection_score(mark_box, 0.3)
+    assert joined >= 1 - (1 - 0.3 * 0.9) * (1 - found[0].score) and joined > max(0.3, found[0].score), joined
     assert found[0].detection_score([180, 60, 280, 160], 0.3) < 0.15
     # A static clip proves nothing alone: the detector's confidence stands as it is.
     still = persistence_scores({0: [clean[0]] * 4, 1: others[0]})
