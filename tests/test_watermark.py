@@ -123,11 +123,11 @@ def test_faint_mark_on_one_moving_shot_is_found_and_clean_shots_are_not():
     from skimage import data
 
     from vidloom.pipelines.curation.watermark.persistence import persistence_scores
-    from vidloom.pipelines.curation.watermark.synthetic import _text_layer
+    from vidloom.pipelines.curation.watermark.synthetic import _text_layer, ttf_fonts
 
     clean = _camera(np.ascontiguousarray(data.astronaut()), "pan")  # real photographs
     others = [_camera(np.ascontiguousarray(data.coffee()), "pan"), _camera(np.ascontiguousarray(data.rocket()), "zoom")]
-    alpha = (_text_layer("STOCK 24", 22, np.random.default_rng(1)).astype(np.float32) / 255.0 * 0.25)[..., None]
+    alpha = (_text_layer("STOCK 24", 22, np.random.default_rng(1), ttf_fonts()).astype(np.float32) / 255.0 * 0.25)[..., None]
     marked = [f.copy() for f in clean]
     oh, ow = alpha.shape[:2]
     for f in marked:  # white at opacity 0.25, top right, the same pixels in every frame
@@ -149,8 +149,8 @@ def test_faint_mark_on_one_moving_shot_is_found_and_clean_shots_are_not():
     assert found[0].detection_weight([180, 60, 280, 160]) < 0.4  # the astronaut's face, panned
     # A detection on the mark and the check's own blob there are two witnesses of one mark: the
     # join is at least the noisy-OR of the weighed detection (weight > 0.9) and the blob's score,
-    # above either alone. (How sure the blob itself is varies with the CPU's float paths, and
-    # the join's margin over it shrinks as it nears 1, so no fixed margin is asked.)
+    # above either alone. (The join's margin over the blob shrinks as the blob nears 1, so no
+    # fixed margin is asked.)
     joined = found[0].detection_score(mark_box, 0.3)
     assert joined >= 1 - (1 - 0.3 * 0.9) * (1 - found[0].score) and joined > max(0.3, found[0].score), joined
     assert found[0].detection_score([180, 60, 280, 160], 0.3) < 0.15
@@ -195,6 +195,37 @@ def test_synthetic_generator_writes_a_valid_yolo_dataset(tmp_path):
     before = images[0].stat().st_mtime_ns
     assert write_yolo_dataset(tmp_path / "ds", images=12, imgsz=160, seed=3) == data_yaml
     assert images[0].stat().st_mtime_ns == before
+
+
+def test_overlay_fonts_are_the_same_on_every_machine_unless_folders_are_named(tmp_path):
+    """The machine's own fonts (Debian's DejaVu, the Liberation set chromium brings) never enter
+    the draw unasked: a seed makes the same overlays wherever matplotlib's pinned wheel is. A
+    folder named with `fonts` adds its files, and a wrong folder is an error, not an empty set."""
+    import shutil
+
+    import matplotlib
+
+    from vidloom.pipelines.curation.watermark.synthetic import random_overlay, ttf_fonts, write_yolo_dataset
+
+    bundled = ttf_fonts()
+    mpl = Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf"
+    assert bundled and all(Path(f).parent == mpl for f in bundled), bundled
+    assert not any("/usr/share/fonts" in f for f in bundled)
+    (tmp_path / "fonts" / "sub").mkdir(parents=True)
+    shutil.copyfile(bundled[0], tmp_path / "fonts" / "sub" / "ExtraFace.ttf")
+    more = ttf_fonts([tmp_path / "fonts"])
+    assert set(more) == set(bundled) | {str(tmp_path / "fonts" / "sub" / "ExtraFace.ttf")}
+    with pytest.raises(FileNotFoundError, match="font folder not found"):
+        ttf_fonts([tmp_path / "nope"])
+    # The same seed, the same overlay, with the default fonts named or left out.
+    a = random_overlay(np.random.default_rng(4), 640, 360)
+    b = random_overlay(np.random.default_rng(4), 640, 360, fonts=bundled)
+    assert np.array_equal(a.alpha, b.alpha) and np.array_equal(a.art, b.art)
+    # A dataset records its font folders: other fonts, other images, so it is written again.
+    data_yaml = write_yolo_dataset(tmp_path / "ds", images=4, imgsz=96, seed=1)
+    assert yaml.safe_load(data_yaml.read_text())["vidloom_spec"]["fonts"] == []
+    data_yaml = write_yolo_dataset(tmp_path / "ds", images=4, imgsz=96, seed=1, fonts=[tmp_path / "fonts"])
+    assert yaml.safe_load(data_yaml.read_text())["vidloom_spec"]["fonts"] == [str((tmp_path / "fonts").resolve())]
 
 
 def test_training_marks_can_be_faint_and_frames_degraded_like_decoded_video():

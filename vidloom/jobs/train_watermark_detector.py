@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", action="append", default=[], help="video whose frames are also used as backgrounds (repeatable)")
     p.add_argument("--photos", action="append", default=[],
                    help="folder of photographs (jpg/png, searched recursively) also used as backgrounds (repeatable)")
+    p.add_argument("--fonts", action="append", default=[],
+                   help="folder of TrueType fonts (.ttf, searched recursively) the overlays' text is also drawn "
+                   "with, beside matplotlib's (repeatable; e.g. /usr/share/fonts/truetype). The machine's fonts "
+                   "are not used unless named: the same command makes the same images on every machine")
     p.add_argument("--init", default=None,
                    help="start from these weights (.pt of an earlier run, e.g. the committed detector) instead of "
                    "from scratch; the architecture is the file's")
@@ -81,7 +85,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     data_yaml = write_yolo_dataset(out / "dataset", images=args.images, imgsz=args.imgsz,
                                    val_share=args.val_share, seed=args.seed, videos=args.video,
-                                   photos=args.photos)
+                                   photos=args.photos, fonts=args.fonts)
     dataset_s = time.perf_counter() - t0
     run_dir = out / "train"
     last, best = run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt"

@@ -4,8 +4,11 @@ No labelled watermark data ships with vidloom, so the detector learns from overl
 ourselves, the way channel logos and watermarks are made: semi-transparent (opacity 0.2-0.8)
 text or a small mark plus text, in a corner or at an edge, over real photographs (scikit-image's
 bundled photos, randomly cropped, flipped and colour-jittered) and over frames of any videos
-given. Fonts are OpenCV's Hershey fonts and every TrueType font found offline: the DejaVu /
-STIX / Computer Modern files matplotlib ships, and system fonts (Debian's fonts-dejavu etc.).
+given. Fonts are OpenCV's Hershey fonts, the DejaVu / STIX / Computer Modern TrueType files
+matplotlib's pinned wheel ships, and the TrueType files of any font folders named (`fonts`). The
+machine's own fonts are never picked up unasked: which fonts a system has (Debian adds Liberation
+with chromium) would change every overlay drawn after the first text, so the same seed would make
+other training images and another held-out evaluation on another machine.
 
 `write_yolo_dataset` writes the Ultralytics layout: ``images/{train,val}/*.jpg``,
 ``labels/{train,val}/*.txt`` (one ``0 cx cy w h`` line per overlay, normalised) and
@@ -53,20 +56,32 @@ _POSITIONS = ("tl", "tr", "bl", "br", "tc", "bc", "ml", "mr")
 _POSITION_WEIGHTS = np.array([3, 4, 3, 4, 1, 1, 0.5, 0.5])
 
 
-@lru_cache(maxsize=1)
-def ttf_fonts() -> tuple[str, ...]:
-    """TrueType fonts available offline with Latin glyphs (matplotlib's, then the system's)."""
+def ttf_fonts(folders: Sequence[str | Path] = ()) -> tuple[str, ...]:
+    """TrueType fonts with Latin glyphs: the ones matplotlib ships, then those in `folders`
+    (searched recursively; a name already found is not added twice). The same files, in the
+    same order, on every machine with the same `folders`."""
+    return _ttf_fonts(tuple(str(f) for f in folders))
+
+
+@lru_cache(maxsize=8)
+def _ttf_fonts(folders: tuple[str, ...]) -> tuple[str, ...]:
     found: list[Path] = []
     try:
         import matplotlib
 
         mpl = Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf"
-        found += [p for p in mpl.glob("*.ttf") if p.name.startswith(("DejaVu", "STIXGeneral", "cmr", "cmss", "cmtt", "cmb"))]
+        found += sorted(p for p in mpl.glob("*.ttf")
+                        if p.name.startswith(("DejaVu", "STIXGeneral", "cmr", "cmss", "cmtt", "cmb")))
     except ImportError:
         pass
-    for root in (Path("/usr/share/fonts"), Path("/usr/local/share/fonts")):
-        if root.is_dir():
-            found += sorted(root.rglob("*.ttf"))
+    for folder in folders:
+        root = Path(folder)
+        if not root.is_dir():
+            raise FileNotFoundError(f"font folder not found: {root}")
+        fonts = sorted(p for p in root.rglob("*") if p.suffix.lower() == ".ttf")
+        if not fonts:
+            raise ValueError(f"no TrueType fonts (.ttf) in {root}")
+        found += fonts
     seen: dict[str, str] = {}
     for p in found:
         seen.setdefault(p.name, str(p))
@@ -172,9 +187,8 @@ def _random_text(rng: np.random.Generator) -> str:
     return " ".join(str(w) for w in rng.choice(_WORDS, size=int(rng.integers(1, 3)), replace=False))
 
 
-def _text_layer(text: str, height_px: int, rng: np.random.Generator) -> np.ndarray:
-    """Alpha mask (uint8, tight) of `text` drawn with a random Hershey or TrueType font."""
-    fonts = ttf_fonts()
+def _text_layer(text: str, height_px: int, rng: np.random.Generator, fonts: Sequence[str]) -> np.ndarray:
+    """Alpha mask (uint8, tight) of `text` drawn with a random Hershey font or one of `fonts`."""
     if fonts and rng.random() < 0.6:
         from PIL import Image, ImageDraw, ImageFont
 
@@ -245,16 +259,17 @@ class Overlay:
 
 
 def random_overlay(rng: np.random.Generator, frame_w: int, frame_h: int, plate_share: float = 0.0,
-                   faint_share: float = 0.0) -> Overlay:
+                   faint_share: float = 0.0, fonts: Sequence[str] | None = None) -> Overlay:
     """A text watermark or a logo (mark + text), coloured, optionally outlined, semi-transparent.
 
     With probability `plate_share` the mark sits on a translucent box (a channel bug's plate), and
     with probability `faint_share` its opacity is drawn from 0.2-0.4 instead of 0.2-0.8. At 0 no
-    random number is drawn for either, so a stream of overlays stays as it was."""
+    random number is drawn for either, so a stream of overlays stays as it was. Text is drawn
+    with a Hershey font or one of `fonts` (TrueType files; None: `ttf_fonts()`)."""
     short = min(frame_w, frame_h)
     height = max(8, int(short * rng.uniform(0.04, 0.12)))
     text = _random_text(rng)
-    parts = [_text_layer(text, height, rng)]
+    parts = [_text_layer(text, height, rng, ttf_fonts() if fonts is None else fonts)]
     if rng.random() < 0.45:
         mark = _mark_layer(int(height * rng.uniform(1.0, 1.8)), rng)
         parts.insert(0 if rng.random() < 0.8 else 1, mark)
@@ -359,11 +374,12 @@ def degrade(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def synth_image(rng: np.random.Generator, imgsz: int, extra: Sequence[np.ndarray] = (),
                 empty_share: float = 0.15, plate_share: float = 0.0, faint_share: float = 0.0,
-                degrade_share: float = 0.0) -> tuple[np.ndarray, list[list[int]]]:
+                degrade_share: float = 0.0, fonts: Sequence[str] | None = None) -> tuple[np.ndarray, list[list[int]]]:
     """One training image (RGB, long side `imgsz`) and the boxes of the overlays on it.
 
-    `plate_share` and `faint_share` go to `random_overlay`; with probability `degrade_share` the
-    image is then `degrade`d. At 0 none of them draws a random number (the stream is unchanged)."""
+    `plate_share`, `faint_share` and `fonts` go to `random_overlay`; with probability
+    `degrade_share` the image is then `degrade`d. At 0 none of them draws a random number (the
+    stream is unchanged)."""
     aspect = float(rng.choice([16 / 9, 16 / 9, 4 / 3, 1.0, 9 / 16]))
     w, h = (imgsz, max(32, int(round(imgsz / aspect)))) if aspect >= 1 else (max(32, int(round(imgsz * aspect))), imgsz)
     frame = random_background(rng, w, h, extra)
@@ -372,7 +388,7 @@ def synth_image(rng: np.random.Generator, imgsz: int, extra: Sequence[np.ndarray
         count = 1 if rng.random() < 0.8 else 2
         probs = _POSITION_WEIGHTS / _POSITION_WEIGHTS.sum()
         for pos in rng.choice(_POSITIONS, size=count, replace=False, p=probs):
-            box = place_overlay(frame, random_overlay(rng, w, h, plate_share, faint_share), str(pos), rng)
+            box = place_overlay(frame, random_overlay(rng, w, h, plate_share, faint_share, fonts), str(pos), rng)
             if box is not None:
                 boxes.append(box)
     if degrade_share > 0 and rng.random() < degrade_share:
@@ -391,11 +407,12 @@ def yolo_label_lines(boxes: Sequence[Sequence[int]], width: int, height: int) ->
 
 def write_yolo_dataset(out: str | Path, images: int, imgsz: int = 320, val_share: float = 0.2,
                        seed: int = 0, videos: Sequence[str] = (), force: bool = False,
-                       photos: Sequence[str] = ()) -> Path:
+                       photos: Sequence[str] = (), fonts: Sequence[str] = ()) -> Path:
     """Write (or reuse) a YOLO dataset of `images` synthetic images; returns data.yaml's path.
 
     Backgrounds: scikit-image's bundled photos, frames of `videos` and the photographs in the
-    `photos` folders.
+    `photos` folders. Text: Hershey fonts, matplotlib's TrueType fonts and those in the `fonts`
+    folders (`ttf_fonts`).
 
     Validation images are drawn from their own random stream, so their overlays (text, font,
     colour, opacity, place) and crops are held out from training.
@@ -404,7 +421,7 @@ def write_yolo_dataset(out: str | Path, images: int, imgsz: int = 320, val_share
     data_yaml = out / "data.yaml"
     spec = {"version": DATASET_VERSION, "images": int(images), "imgsz": int(imgsz),
             "val_share": float(val_share), "seed": int(seed), "videos": [str(v) for v in videos],
-            "photos": [str(Path(f).resolve()) for f in photos]}
+            "photos": [str(Path(f).resolve()) for f in photos], "fonts": [str(Path(f).resolve()) for f in fonts]}
     if data_yaml.is_file() and not force:
         existing = yaml.safe_load(data_yaml.read_text()) or {}
         if existing.get("vidloom_spec") == spec:
@@ -414,6 +431,7 @@ def write_yolo_dataset(out: str | Path, images: int, imgsz: int = 320, val_share
             for stale in (out / sub / split).glob("*.*") if (out / sub / split).is_dir() else ():
                 stale.unlink()
     extra = (video_frames(videos) if videos else []) + folder_photos(photos)
+    font_files = ttf_fonts(fonts)
     n_val = max(1, int(round(images * val_share)))
     n_train = max(1, images - n_val)
     for split, count, stream in (("train", n_train, 0), ("val", n_val, 1)):
@@ -422,7 +440,7 @@ def write_yolo_dataset(out: str | Path, images: int, imgsz: int = 320, val_share
         rng = np.random.default_rng([seed, stream])
         for i in range(count):
             frame, boxes = synth_image(rng, imgsz, extra, plate_share=PLATE_SHARE, faint_share=FAINT_SHARE,
-                                       degrade_share=DEGRADE_SHARE)
+                                       degrade_share=DEGRADE_SHARE, fonts=font_files)
             name = f"{split}_{i:06d}"
             ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
             if not ok:
