@@ -7,7 +7,7 @@ bundled photos, randomly cropped, flipped and colour-jittered) and over frames o
 given. Fonts are OpenCV's Hershey fonts, the DejaVu / STIX / Computer Modern TrueType files
 matplotlib's pinned wheel ships, and the TrueType files of any font folders named (`fonts`). The
 machine's own fonts are never picked up unasked: which fonts a system has (Debian adds Liberation
-with chromium) would change every overlay drawn after the first text, so the same seed would make
+with chromium) would give the text overlays other fonts and shapes, so the same seed would make
 other training images and another held-out evaluation on another machine.
 
 `write_yolo_dataset` writes the Ultralytics layout: ``images/{train,val}/*.jpg``,
