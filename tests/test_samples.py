@@ -313,6 +313,24 @@ def test_deterministic_for_seed(rendered, tmp_path):
     assert _video_hash(other) != _video_hash(out / spec.file)
 
 
+def test_same_file_whatever_cpus_the_process_may_use(rendered, tmp_path):
+    """x264's output depends on its thread count, and by default the count follows the CPUs a
+    process may use: a render on a 16-core machine would not be the file this one makes (nor
+    would the held-out draws that score curation). The encoder's count is fixed, so one CPU
+    makes the same bytes as all of them."""
+    import os
+
+    out, _, _ = rendered
+    spec = C.SHORT
+    cpus = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(cpus)})
+        render_video_file(spec, tmp_path / spec.file, seed=0)
+    finally:
+        os.sched_setaffinity(0, cpus)
+    assert (tmp_path / spec.file).read_bytes() == (out / spec.file).read_bytes()
+
+
 def test_rerender_is_skipped_and_cli(rendered, capsys):
     from vidloom.jobs.samples import main
 
