@@ -258,7 +258,10 @@ def prefetch(frames: Iterable[np.ndarray], depth: int = 8) -> Iterator[np.ndarra
         worker.join()
 
 
-#: x264 threads of `encode_video`: fixed, because the encoder's output depends on the count.
+#: x264 threads of `encode_video`. Fixed, because x264's output depends on the count, and by
+#: default the count follows the CPUs the process may use: a fixed count makes the same file
+#: (and so the same sample corpus and held-out draws) on every machine. 2 is what the default
+#: chose on the 2-core machines every figure in docs/ was measured on.
 ENCODE_THREADS = 2
 
 
@@ -273,11 +276,8 @@ def encode_video(path: Path, frames: Iterable[np.ndarray], fps: int, width: int,
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         # tune=grain keeps the mild sensor noise through the encoder; otherwise P-skip blocks
         # make static shots decode nearly bit-identical and indistinguishable from freezes.
-        # x264's output depends on its thread count, which by default follows the CPUs the
-        # process may use: a fixed count makes the same file (and so the same sample corpus and
-        # held-out draws) on every machine. 2 is what the default chose on the 2-core machines
-        # every figure in docs/ was measured on.
-        stream.options = {"crf": str(crf), "preset": preset, "tune": "grain", "threads": str(ENCODE_THREADS)}
+        stream.options = {"crf": str(crf), "preset": preset, "tune": "grain"}
+        stream.codec_context.thread_count = ENCODE_THREADS  # as VideoOut sets its count
         tb = Fraction(1, fps)
         for arr in frames:
             # OpenCV's RGB->I420 (BT.601, limited range, as swscale's default) is ~2x faster.

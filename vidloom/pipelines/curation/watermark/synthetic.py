@@ -75,13 +75,7 @@ def _ttf_fonts(folders: tuple[str, ...]) -> tuple[str, ...]:
     except ImportError:
         pass
     for folder in folders:
-        root = Path(folder)
-        if not root.is_dir():
-            raise FileNotFoundError(f"font folder not found: {root}")
-        fonts = sorted(p for p in root.rglob("*") if p.suffix.lower() == ".ttf")
-        if not fonts:
-            raise ValueError(f"no TrueType fonts (.ttf) in {root}")
-        found += fonts
+        found += _files_under(folder, (".ttf",), "font", "TrueType fonts")
     seen: dict[str, str] = {}
     for p in found:
         seen.setdefault(p.name, str(p))
@@ -116,6 +110,18 @@ def video_frames(paths: Iterable[str], per_video: int = 24, short_side: int = 36
     return frames
 
 
+def _files_under(folder: str | Path, suffixes: Sequence[str], kind: str, what: str) -> list[Path]:
+    """The files under a folder the user named (recursively, sorted) whose suffix is one of
+    `suffixes`; a missing folder or one without such files is an error naming it."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{kind} folder not found: {root}")
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes)
+    if not paths:
+        raise ValueError(f"no {what} ({', '.join(suffixes)}) in {root}")
+    return paths
+
+
 def folder_photos(folders: Iterable[str], max_side: int = 960) -> list[np.ndarray]:
     """RGB photographs found in `folders` (recursively, sorted), shrunk to `max_side` at most.
 
@@ -127,13 +133,7 @@ def folder_photos(folders: Iterable[str], max_side: int = 960) -> list[np.ndarra
     held_out = {file_digest(p, 16) for p in held_out_images() if p.is_file()}
     photos: list[np.ndarray] = []
     for folder in folders:
-        root = Path(folder)
-        if not root.is_dir():
-            raise FileNotFoundError(f"photo folder not found: {root}")
-        paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
-        if not paths:
-            raise ValueError(f"no photographs ({', '.join(PHOTO_SUFFIXES)}) in {root}")
-        for path in paths:
+        for path in _files_under(folder, PHOTO_SUFFIXES, "photo", "photographs"):
             if file_digest(path, 16) in held_out:
                 raise ValueError(f"{path} is one of the held-out evaluation's photographs; leave it out")
             rgb = read_rgb(path)
