@@ -104,3 +104,23 @@ def test_compiled_fast_path_equals_the_reference_in_training_and_serving_use():
     model.use_fast_path(fast_path_mode(False))
     again, _ = _velocity_and_grads(model, inputs, 6.0)
     assert torch.equal(again, ref_out) and not model._compiled
+
+
+def test_compiled_gelu_equals_pytorchs_tanh_gelu_over_the_whole_range():
+    """The fast path's GELU (x * sigmoid(2u) under torch.compile) is PyTorch's tanh GELU, forward
+    and backward, from values that saturate either way to the ones activations usually take."""
+    import torch.nn.functional as F
+
+    from vidloom.models.dit import fused
+
+    x = torch.cat([torch.linspace(-60, 60, 4001), torch.randn(4096) * 3])
+    compiled = torch.compile(fused.gelu_tanh)
+    # fp32: a few float32 roundings (PyTorch's own kernel is 1e-6 from float64 here); bf16: one ulp
+    for dtype, rtol, atol in ((torch.float32, 1e-5, 5e-6), (torch.bfloat16, 2**-7, 1e-2)):
+        a, b = (x.to(dtype).clone().requires_grad_() for _ in range(2))
+        got, want = compiled(a), F.gelu(b, approximate="tanh")
+        assert torch.isfinite(got).all()
+        assert torch.allclose(got.float(), want.float(), rtol=rtol, atol=atol)
+        got.sum().backward()
+        want.sum().backward()
+        assert torch.allclose(a.grad.float(), b.grad.float(), rtol=rtol, atol=atol)

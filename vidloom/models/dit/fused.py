@@ -3,12 +3,15 @@
 The reference path spells every formula out the way diffusers does (mul, add, stack, cat ...),
 so its outputs match diffusers bit for bit. These versions compute the same math with fewer
 kernels and fewer intermediate tensors, forward and backward: one addcmul for modulate and for
-each gated residual, PyTorch's fused RMSNorm, RoPE as one complex multiply, and single-block
-RoPE over the whole joint sequence (text rows are the identity rotation) instead of slice + cat.
-Results differ from the reference only by float rounding (≤ 1e-6 in fp32).
+each gated residual, PyTorch's fused RMSNorm, RoPE as one complex multiply, single-block
+RoPE over the whole joint sequence (text rows are the identity rotation) instead of slice + cat,
+and, under torch.compile, the tanh GELU written through a sigmoid. Results differ from the
+reference only by float rounding (≤ 1e-6 in fp32).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +27,23 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 def gated_residual(x: torch.Tensor, gate: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
     """x + gate * branch in one kernel."""
     return torch.addcmul(x, gate, branch)
+
+
+#: gelu_tanh(x) = x * sigmoid(2u), u = sqrt(2/pi) * (x + 0.044715 x^3): 0.5 * (1 + tanh(u)) == sigmoid(2u).
+_GELU_A = 2.0 * math.sqrt(2.0 / math.pi)
+_GELU_B = _GELU_A * 0.044715
+
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """GELU, tanh approximation (diffusers' `GELU(approximate="tanh")`).
+
+    Eager: PyTorch's own kernel. Under torch.compile, the same function written as
+    x * sigmoid(x * (a + b x^2)): inductor's CPU code for exp is several times faster than for tanh,
+    and the backward it derives needs no tanh either (2.4x less time fwd+bwd at 384 x 1536, fp32).
+    """
+    if torch.compiler.is_compiling():
+        return x * torch.sigmoid(x * (_GELU_A + _GELU_B * x * x))
+    return F.gelu(x, approximate="tanh")
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vidloom.models.dit import fused
+
 
 class MLP(nn.Module):
     """fc1 -> act -> fc2; GELU (tanh) in the double/single blocks, SiLU in the token refiner."""
@@ -14,6 +16,8 @@ class MLP(nn.Module):
         self.fc1 = nn.Linear(dim, hidden)
         self.act = nn.GELU(approximate="tanh") if act == "gelu_tanh" else nn.SiLU()
         self.fc2 = nn.Linear(hidden, dim)
+        self.fast = False  # fused kernels (see fused.py), set by HunyuanVideoDiT.set_fast_path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        act = fused.gelu_tanh if self.fast and isinstance(self.act, nn.GELU) else self.act
+        return self.fc2(act(self.fc1(x)))

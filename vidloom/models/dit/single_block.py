@@ -58,4 +58,4 @@ class SingleStreamBlock(nn.Module):
             q = torch.cat([apply_rope(q[:, :, :img_len], *rope), q[:, :, img_len:]], dim=2)
             k = torch.cat([apply_rope(k[:, :, :img_len], *rope), k[:, :, img_len:]], dim=2)
         attn = merge_heads(attention_fn(q, k, v, key_mask))
-        return res(x, gate, self.linear2(torch.cat([attn, self.mlp_act(mlp)], dim=-1)))
+        return res(x, gate, self.linear2(torch.cat([attn, (fused.gelu_tanh if self.fast else self.mlp_act)(mlp)], dim=-1)))
