@@ -12,6 +12,7 @@ from torch import nn
 from vidloom.models.dit import fused
 from vidloom.models.dit.attention import AttentionFn, RMSNorm, merge_heads, sdpa_attention, split_heads
 from vidloom.models.dit.embeddings import Modulation, gated_residual, modulate
+from vidloom.models.dit.mlp import TanhGELU
 from vidloom.models.dit.rope import apply_rope
 
 
@@ -29,7 +30,7 @@ class SingleStreamBlock(nn.Module):
         self.q_norm = RMSNorm(head_dim)
         self.k_norm = RMSNorm(head_dim)
         self.pre_norm = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.mlp_act = nn.GELU(approximate="tanh")
+        self.mlp_act = TanhGELU()
         self.modulation = Modulation(hidden_size, 3)
         self.gradient_checkpointing = False
         self.fast = False  # fused kernels (see fused.py), set by HunyuanVideoDiT.set_fast_path
@@ -58,4 +59,4 @@ class SingleStreamBlock(nn.Module):
             q = torch.cat([apply_rope(q[:, :, :img_len], *rope), q[:, :, img_len:]], dim=2)
             k = torch.cat([apply_rope(k[:, :, :img_len], *rope), k[:, :, img_len:]], dim=2)
         attn = merge_heads(attention_fn(q, k, v, key_mask))
-        return res(x, gate, self.linear2(torch.cat([attn, (fused.gelu_tanh if self.fast else self.mlp_act)(mlp)], dim=-1)))
+        return res(x, gate, self.linear2(torch.cat([attn, self.mlp_act(mlp)], dim=-1)))
