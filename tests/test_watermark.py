@@ -340,6 +340,30 @@ def test_a_pickled_checkpoint_is_refused_before_any_worker_starts(trained):
     load_curation_config(None, ["watermark.backend=yolo", f"watermark.weights={copy.with_suffix('.onnx')}"])
 
 
+def test_fine_tuning_takes_a_small_learning_rate_without_warm_up(trained, tmp_path, capsys):
+    """`--init` with `--lr0` and `--warmup-epochs 0`: AdamW at that rate from the first step (the
+    run's own args.yaml says so), the init file's hash in metrics.json; bad values are refused
+    before anything is written."""
+    from vidloom.jobs.train_watermark_detector import main
+    from vidloom.platform.weights import file_digest
+
+    init = trained["out"] / "watermark_yolo.pt"
+    out = tmp_path / "ft"
+    assert main(["--out", str(out), "--lr0", "0", "--init", str(init)]) == 2
+    assert main(["--out", str(out), "--warmup-epochs", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--lr0 must be in (0, 0.1], got 0.0" in err and "--warmup-epochs must be >= 0, got -1.0" in err
+    assert not out.exists()
+    args = ["--out", str(out), "--images", "8", "--epochs", "1", "--imgsz", "160", "--batch", "4",
+            "--init", str(init), "--lr0", "0.0005", "--warmup-epochs", "0", "--seed", "1"]
+    assert main(args) == 0
+    run = yaml.safe_load((out / "train" / "args.yaml").read_text())
+    assert (run["optimizer"], run["lr0"], run["warmup_epochs"]) == ("AdamW", 0.0005, 0.0)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["init_sha256_12"] == file_digest(init)
+    assert metrics["config"]["lr0"] == 0.0005 and metrics["config"]["warmup_epochs"] == 0.0
+
+
 def test_onnx_runtime_matches_ultralytics_on_the_committed_checkpoint():
     """The stage's onnxruntime path (letterbox, decoding, NMS) gives Ultralytics' own boxes and
     confidences for the committed checkpoint, on real photographs with planted marks."""

@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default=None,
                    help="start from these weights (.pt of an earlier run, e.g. the committed detector) instead of "
                    "from scratch; the architecture is the file's")
+    p.add_argument("--lr0", type=float, default=None,
+                   help="initial learning rate with AdamW (default: Ultralytics' choice for the run's length); "
+                   "for fine-tuning with --init, e.g. 0.0005")
+    p.add_argument("--warmup-epochs", type=float, default=3.0,
+                   help="epochs of learning-rate warm-up (Ultralytics' default 3; 0 suits fine-tuning with --init)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--workers", type=int, default=0, help="dataloader worker processes")
@@ -109,7 +114,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             data=str(data_yaml), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
             device=args.device, workers=args.workers, project=str(out), name="train",
             exist_ok=True, pretrained=bool(args.init), seed=args.seed, deterministic=True,
-            patience=args.patience, cache=False, **({"time": args.hours} if args.hours else {}), **common,
+            patience=args.patience, cache=False, warmup_epochs=args.warmup_epochs,
+            **({"optimizer": "AdamW", "lr0": args.lr0} if args.lr0 else {}),
+            **({"time": args.hours} if args.hours else {}), **common,
         )
     train_s = time.perf_counter() - t1
     weights = best if best.is_file() else last
@@ -151,6 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.images < 2:
         print("--images must be at least 2 (one for validation)", file=sys.stderr)
+        return 2
+    if args.lr0 is not None and not 0 < args.lr0 <= 0.1:
+        print(f"--lr0 must be in (0, 0.1], got {args.lr0}", file=sys.stderr)
+        return 2
+    if args.warmup_epochs < 0:
+        print(f"--warmup-epochs must be >= 0, got {args.warmup_epochs}", file=sys.stderr)
         return 2
     m = train(args)
     print(

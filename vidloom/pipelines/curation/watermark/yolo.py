@@ -9,7 +9,10 @@ it (`export_onnx`, which the training job runs on its result).
 
 Ultralytics fetches things at run time unless told not to: a font (Arial.ttf) for plots,
 pretrained weights for its AMP check, missing pip packages (auto-install), and it sends usage
-events. `offline_ultralytics()` turns all of that off and must run before the first
+events. Its dataset check asks for Arial.ttf on every training run, plots or not, and asks the
+network for it when no font of that name is installed. `offline_ultralytics()` turns all of
+that off (the font: matplotlib's DejaVu Sans, under the name Ultralytics looks for, in its
+settings directory) and must run before the first
 ``import ultralytics`` in a process (its settings directory and online state are fixed at
 import); training and export in vidloom always go through it.
 """
@@ -49,7 +52,30 @@ def offline_ultralytics(settings_dir: str | Path | None = None):
 
     if SETTINGS.get("sync", False):
         SETTINGS.update({"sync": False})
+    _local_plot_fonts()
     return ultralytics
+
+
+def _local_plot_fonts() -> None:
+    """Give Ultralytics' `check_font` a local file for the fonts it would otherwise download.
+
+    Ultralytics only draws plot labels with them (plots are off in vidloom's runs), but its
+    dataset check looks for Arial.ttf in its settings directory and in matplotlib's font list
+    and, on a miss, asks github.com for it. matplotlib's own DejaVu Sans stands in.
+    """
+    import shutil
+
+    import matplotlib
+    from ultralytics.utils import USER_CONFIG_DIR
+
+    source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+        target = Path(USER_CONFIG_DIR) / name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(f".{os.getpid()}.tmp")
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)  # atomic: concurrent workers never see half a file
 
 
 def export_onnx(weights: str | os.PathLike, imgsz: int = 320) -> Path:
