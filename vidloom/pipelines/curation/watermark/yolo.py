@@ -29,6 +29,7 @@ import numpy as np
 
 from vidloom.pipelines.curation.watermark.config import not_onnx_message
 from vidloom.platform.int8 import int8_copy
+from vidloom.platform.storage import atomic_write_bytes
 from vidloom.platform.weights import cache_dir, file_digest
 
 #: Ultralytics' prediction settings the runtime reproduces: NMS IoU, most boxes a frame, the
@@ -63,8 +64,6 @@ def _local_plot_fonts() -> None:
     dataset check looks for Arial.ttf in its settings directory and in matplotlib's font list
     and, on a miss, asks github.com for it. matplotlib's own DejaVu Sans stands in.
     """
-    import shutil
-
     import matplotlib
     from ultralytics.utils import USER_CONFIG_DIR
 
@@ -72,10 +71,7 @@ def _local_plot_fonts() -> None:
     for name in ("Arial.ttf", "Arial.Unicode.ttf"):
         target = Path(USER_CONFIG_DIR) / name
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(f".{os.getpid()}.tmp")
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, target)  # atomic: concurrent workers never see half a file
+            atomic_write_bytes(target, source.read_bytes())  # concurrent workers never see half a file
 
 
 def export_onnx(weights: str | os.PathLike, imgsz: int = 320) -> Path:
